@@ -1,0 +1,3 @@
+from tradepilot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The FastAPI application factory: wires settings, database, bus and domains together."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from tradepilot import __version__
+from tradepilot.config import Settings, load_settings
+from tradepilot.core.clock import Clock
+from tradepilot.core.http import RequestContextMiddleware
+from tradepilot.core.problems import install_problem_handlers
+from tradepilot.runtime import Runtime, build_runtime
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    runtime = build_runtime(settings, clock=clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await start_runtime(runtime)
+        try:
+            yield
+        finally:
+            await stop_runtime(runtime)
+
+    app = FastAPI(
+        title="TradePilot API",
+        version=__version__,
+        lifespan=lifespan,
+        debug=settings.debug,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics, trusted_proxies=settings.trusted_proxies)
+    _include_routers(app)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from tradepilot.identity.router import router as identity_router
+    from tradepilot.identity.router import users_router
+    from tradepilot.jobs.router import router as jobs_router
+    from tradepilot.ops.router import router as ops_router
+
+    app.include_router(ops_router)
+    app.include_router(identity_router)
+    app.include_router(users_router)
+    app.include_router(jobs_router)
+
+
+async def start_runtime(runtime: Runtime) -> None:
+    """Start the process-wide machinery in dependency order."""
+    from tradepilot.identity.session_cache import install_session_cache
+    from tradepilot.jobs.setup import start_jobs
+    from tradepilot.core.outbox_setup import start_outbox
+
+    await runtime.bus.start()
+    await install_session_cache(runtime)
+    await start_outbox(runtime)
+    await start_jobs(runtime)
+
+
+async def stop_runtime(runtime: Runtime) -> None:
+    from tradepilot.jobs.setup import stop_jobs
+    from tradepilot.core.outbox_setup import stop_outbox
+
+    await stop_jobs(runtime)
+    await stop_outbox(runtime)
+    await runtime.bus.stop()
+    if runtime.redis is not None:
+        await runtime.redis.aclose()
+    await runtime.db.dispose()

@@ -1,0 +1,93 @@
+"""The ``tradepilot`` command: serve, migrate, config check, demo user, worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+
+from tradepilot.config import ConfigError, load_settings
+
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None] | None]] = {}
+
+
+def command(name: str, help_text: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None):  # type: ignore[no-untyped-def]
+    def register(func: Command) -> Command:
+        COMMANDS[name] = (help_text, func, arguments)
+        return func
+
+    return register
+
+
+@command("config", "configuration tools", lambda p: p.add_argument("action", choices=["check"]))
+def _config(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print(json.dumps(settings.masked(), indent=2, default=str))
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
+@command("migrate", "apply database migrations")
+def _migrate(args: argparse.Namespace) -> int:
+    from tradepilot.core import migrate
+
+    settings = load_settings()
+    migrate.upgrade(settings.database_url)
+    print("database is at the latest migration", file=sys.stderr)
+    return 0
+
+
+@command("serve", "run the HTTP API", lambda p: p.add_argument("--reload", action="store_true"))
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tradepilot.app import create_app
+    from tradepilot.core.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, proxy_headers=False,
+                ws_ping_interval=20)
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--email", default=None, help="defaults to TRADEPILOT_DEMO_EMAIL")
+
+
+@command("demo-user", "create (or reset) the demo user and print its password", _demo_args)
+def _demo_user(args: argparse.Namespace) -> int:
+    from tradepilot.identity.demo import ensure_demo_user
+
+    settings = load_settings()
+    email, password = asyncio.run(ensure_demo_user(settings, args.email or settings.demo_email))
+    print("=" * 60)
+    print(f"  Demo user:     {email}")
+    print(f"  Demo password: {password}")
+    print("=" * 60)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_plugin_commands()
+    parser = argparse.ArgumentParser(prog="tradepilot")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, _, arguments) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if arguments:
+            arguments(p)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+def _load_plugin_commands() -> None:
+    """Domains register their own commands (``tradepilot worker`` lives in jobs)."""
+    import tradepilot.jobs.cli  # noqa: F401

@@ -1,0 +1,9 @@
+"""Imports every domain's models so that Alembic and the tests see the whole schema."""
+
+from tradepilot.core import outbox_models as _outbox  # noqa: F401
+from tradepilot.core import lease_models as _lease  # noqa: F401
+from tradepilot.core.db import Base
+from tradepilot.identity import models as _identity  # noqa: F401
+from tradepilot.jobs import models as _jobs  # noqa: F401
+
+metadata = Base.metadata

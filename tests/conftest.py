@@ -1,0 +1,86 @@
+"""Fixtures: every database test runs on SQLite and, when configured, on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from tests import support
+from tradepilot.app import create_app
+from tradepilot.config import Settings
+from tradepilot.core.clock import TestClock
+
+
+def _require_or_skip(env: str, what: str) -> str:
+    value = os.environ.get(env)
+    if value:
+        return value
+    if support.services_required():
+        pytest.fail(f"{what} is required in CI but {env} is not set")
+    pytest.skip(f"{what} not configured: set {env}")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> support.SqliteTemplate:
+    return support.SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[support.PostgresWorkerDatabase]:
+    url = _require_or_skip(support.PG_ENV, "PostgreSQL")
+    db = support.PostgresWorkerDatabase(url)
+    yield db
+    db.drop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def database_url(db_backend: str, request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    if db_backend == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        yield template.fresh(tmp_path)
+    else:
+        pg: support.PostgresWorkerDatabase = request.getfixturevalue("postgres_database")
+        await pg.truncate()
+        yield pg.url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return _require_or_skip(support.REDIS_ENV, "Redis")
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return support.test_settings(database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings):  # type: ignore[no-untyped-def]
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def runtime(app):  # type: ignore[no-untyped-def]
+    return app.state.runtime
