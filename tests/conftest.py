@@ -64,7 +64,7 @@ def clock() -> TestClock:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return support.test_settings(database_url)
+    return support.make_settings(database_url)
 
 
 @pytest.fixture

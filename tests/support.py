@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import text
@@ -20,6 +21,12 @@ REDIS_ENV = "TRADEPILOT_TEST_REDIS_URL"
 REQUIRE_ENV = "TRADEPILOT_TEST_REQUIRE_SERVICES"  # CI sets it: a missing server fails, not skips
 
 
+def off_loop(func, *args):  # type: ignore[no-untyped-def]
+    """Run blocking set-up (Alembic, asyncio.run) in a thread: fixtures may be inside a loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(func, *args).result()
+
+
 def worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 
@@ -28,7 +35,7 @@ def services_required() -> bool:
     return os.environ.get(REQUIRE_ENV, "") not in ("", "0", "false")
 
 
-def test_settings(database_url: str, **overrides: object) -> Settings:
+def make_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = dict(
         env="test",
         database_url=database_url,
@@ -51,7 +58,7 @@ class SqliteTemplate:
 
     def __init__(self, root: Path) -> None:
         self.path = root / "template.db"
-        migrate.upgrade(f"sqlite+aiosqlite:///{self.path}")
+        off_loop(migrate.upgrade, f"sqlite+aiosqlite:///{self.path}")
 
     def fresh(self, directory: Path) -> str:
         target = directory / f"test-{uuid.uuid4().hex[:8]}.db"
@@ -67,8 +74,8 @@ class PostgresWorkerDatabase:
         self.admin_url = base_url
         self.name = f"{name}_{worker_id()}"[:63]
         self.url = f"{base}/{self.name}"
-        asyncio.run(self._create())
-        migrate.upgrade(self.url)
+        off_loop(asyncio.run, self._create())
+        off_loop(migrate.upgrade, self.url)
 
     async def _admin(self, sql: str) -> None:
         engine = create_async_engine(self.admin_url, isolation_level="AUTOCOMMIT")
@@ -83,7 +90,7 @@ class PostgresWorkerDatabase:
         await self._admin(f'CREATE DATABASE "{self.name}"')
 
     def drop(self) -> None:
-        asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        off_loop(asyncio.run, self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
     async def truncate(self) -> None:
         engine = create_async_engine(self.url)

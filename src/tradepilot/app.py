@@ -66,12 +66,12 @@ def _include_routers(app: FastAPI) -> None:
 
 async def start_runtime(runtime: Runtime) -> None:
     """Start the process-wide machinery in dependency order."""
-    from tradepilot.identity.session_cache import install_session_cache
+    from tradepilot.identity.setup import start_identity
     from tradepilot.jobs.setup import start_jobs
     from tradepilot.core.outbox_setup import start_outbox
 
     await runtime.bus.start()
-    await install_session_cache(runtime)
+    await start_identity(runtime)
     await start_outbox(runtime)
     await start_jobs(runtime)
 

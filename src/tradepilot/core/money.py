@@ -6,10 +6,12 @@ anything that does not fit is refused rather than rounded.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 MAX_SCALE = 18
 MAX_INTEGER_DIGITS = 18
+# 36 significant digits fit in Numeric(36,18); Python's default context keeps only 28.
+EXACT = Context(prec=MAX_SCALE + MAX_INTEGER_DIGITS + 4)
 
 
 class PrecisionLossError(ValueError):
@@ -19,8 +21,8 @@ class PrecisionLossError(ValueError):
 def canonical(value: Decimal) -> Decimal:
     """The value with trailing zeros removed, identical whichever database returned it."""
     if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
+        return value.quantize(Decimal(1), context=EXACT)
+    return value.normalize(context=EXACT)
 
 
 def to_plain_string(value: Decimal) -> str:
