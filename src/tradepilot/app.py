@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 
 def _include_routers(app: FastAPI) -> None:
+    from tradepilot.identity.account_router import router as account_router
     from tradepilot.identity.router import router as identity_router
     from tradepilot.identity.router import users_router
     from tradepilot.jobs.router import router as jobs_router
@@ -61,6 +62,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(ops_router)
     app.include_router(identity_router)
     app.include_router(users_router)
+    app.include_router(account_router)
     app.include_router(jobs_router)
 
 

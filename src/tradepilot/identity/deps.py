@@ -13,9 +13,10 @@ from tradepilot.core.context import user_id_var
 from tradepilot.core.deps import ClientIP, DbSession, RuntimeDep
 from tradepilot.core.errors import Forbidden, NotFound, Unauthorized
 from tradepilot.core.ownership import ownership_dependency
-from tradepilot.identity.models import UserSession
+from tradepilot.identity.account_service import get_owned_api_key
+from tradepilot.identity.models import ApiKey, UserSession
 from tradepilot.identity.principal import AuthUser
-from tradepilot.identity.service import IdentityService
+from tradepilot.identity.service import IdentityService, ip_allowed
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="tp_… API key")
@@ -48,6 +49,8 @@ async def get_optional_user(
         raise Unauthorized("Unsupported authorization scheme; use Bearer.", code="invalid_token", headers=_CHALLENGE)
     else:
         return None
+    if not ip_allowed(principal.ip_allowlist, ip):
+        raise Forbidden("Your account does not accept requests from this address.", code="ip_not_allowed")
     user_id_var.set(str(principal.id))
     return principal
 
@@ -92,3 +95,11 @@ async def owned_session(session_id: uuid.UUID, principal: CurrentUser, db: DbSes
 
 
 OwnedSession = Annotated[UserSession, Depends(owned_session)]
+
+
+@ownership_dependency
+async def owned_api_key(key_id: uuid.UUID, principal: CurrentUser, db: DbSession) -> ApiKey:
+    return await get_owned_api_key(db, key_id=key_id, user_id=principal.id)
+
+
+OwnedApiKey = Annotated[ApiKey, Depends(owned_api_key)]

@@ -23,6 +23,7 @@ class User(UUIDPrimaryKey, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     email_verified_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime]
+    settings: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -73,3 +74,19 @@ class ApiKey(UUIDPrimaryKey, Base):
 
 
 Index("ix_user_session_user_live", UserSession.user_id, UserSession.revoked_at)
+
+
+class SecurityEvent(UUIDPrimaryKey, Base):
+    """An entry of the account's security log (logins, 2FA, keys, password, admin actions)."""
+
+    __tablename__ = "security_event"
+
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(48))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+
+
+Index("ix_security_event_user_created", SecurityEvent.user_id, SecurityEvent.created_at)

@@ -17,6 +17,7 @@ class AuthUser:
     scopes: frozenset[str]
     session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
+    ip_allowlist: tuple[str, ...] = ()  # the account's own allow-list (settings), checked on every request
 
     @property
     def is_admin(self) -> bool:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +19,7 @@ from tradepilot.identity.models import ApiKey, RefreshToken, User, UserSession
 from tradepilot.identity.passwords import PasswordHashing, PasswordPolicyError, check_policy
 from tradepilot.identity.principal import AuthUser, session_scopes
 from tradepilot.identity.schemas import ProfileUpdate, TokenPair
+from tradepilot.identity.security_events import SecurityEventKind, record_security_event
 from tradepilot.identity.session_cache import AuthCache, CachedApiKey
 from tradepilot.identity.tokens import InvalidToken, TokenService
 from tradepilot.runtime import Runtime
@@ -64,6 +64,7 @@ class IdentityService:
         except IntegrityError:
             await session.rollback()
             raise Conflict("An account with this email already exists.", code="email_taken") from None
+        record_security_event(session, clock=self.clock, kind=SecurityEventKind.REGISTERED, user_id=user.id)
         await session.commit()
         logger.info("user registered", extra={"registered_user_id": str(user.id)})
         return user
@@ -93,6 +94,11 @@ class IdentityService:
         stored = user.password_hash if user is not None and user.is_active else None
         # the dummy hash makes unknown emails cost the same as wrong passwords
         if not await asyncio.to_thread(self.passwords.verify, stored, password):
+            if stored is not None:
+                assert user is not None
+                record_security_event(session, clock=self.clock, kind=SecurityEventKind.LOGIN_FAILED,
+                                      user_id=user.id, ip=ip, user_agent=user_agent)
+                await session.commit()
             raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
         assert user is not None
         if self.passwords.needs_rehash(user.password_hash):
@@ -103,6 +109,8 @@ class IdentityService:
                             ip=ip, user_agent=(user_agent or "")[:255] or None)
         session.add(login)
         await session.flush()
+        record_security_event(session, clock=self.clock, kind=SecurityEventKind.LOGIN_SUCCEEDED, user_id=user.id,
+                              ip=ip, user_agent=user_agent, details={"session_id": str(login.id)})
         pair = self._issue(session, user_id=user.id, session_id=login.id)
         await session.commit()
         return pair
@@ -129,8 +137,14 @@ class IdentityService:
         if session_id is None:
             spent = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
             if spent is not None:
+                owner = await session.get(UserSession, spent.session_id)
                 await self._revoke(session, session_id=spent.session_id, reason="refresh_reuse")
+                record_security_event(session, clock=self.clock, kind=SecurityEventKind.REFRESH_REUSE,
+                                      user_id=owner.user_id if owner else None,
+                                      details={"session_id": str(spent.session_id)})
                 await session.commit()
+                if owner is not None:
+                    await self._announce_revocation(owner.id, owner.user_id)
                 logger.warning("refresh token reuse: session revoked",
                                extra={"session_id": str(spent.session_id)})
                 raise Unauthorized("Refresh token was already used; the session has been revoked.",
@@ -151,6 +165,8 @@ class IdentityService:
         if principal.session_id is None:
             raise Unprocessable("API keys have no session to log out of.", code="no_session")
         await self._revoke(session, session_id=principal.session_id, reason="logout")
+        record_security_event(session, clock=self.clock, kind=SecurityEventKind.LOGGED_OUT, user_id=principal.id,
+                              details={"session_id": str(principal.session_id)})
         await session.commit()
         await self._announce_revocation(principal.session_id, principal.id)
 
@@ -167,6 +183,8 @@ class IdentityService:
 
     async def revoke_session(self, session: AsyncSession, *, target: UserSession) -> None:
         await self._revoke(session, session_id=target.id, reason="revoked_by_user")
+        record_security_event(session, clock=self.clock, kind=SecurityEventKind.SESSION_REVOKED,
+                              user_id=target.user_id, details={"session_id": str(target.id)})
         await session.commit()
         await self._announce_revocation(target.id, target.user_id)
 
@@ -181,11 +199,22 @@ class IdentityService:
     async def _announce_revocation(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """Tell every replica's cache at once (the cache's TTL is the safety net)."""
         self.cache.sessions.drop(session_id)
+        await self.publish_quietly(Event(topic=Topics.SESSION_REVOKED, type="session.revoked",
+                                         payload={"session_id": str(session_id), "user_id": str(user_id)}))
+
+    async def announce_user_changed(self, user_id: uuid.UUID) -> None:
+        """Role, plan, settings or status changed: every replica reloads this user's credentials."""
+        self.cache.sessions.drop_user(user_id)
+        self.cache.api_keys.drop_user(user_id)
+        await self.publish_quietly(Event(topic=Topics.USER_CHANGED, type="user.changed",
+                                         payload={"user_id": str(user_id)}))
+
+    async def publish_quietly(self, event: Event) -> None:
+        """Broadcast a cache invalidation; if the bus is down, caches still expire on their own."""
         try:
-            await self.runtime.bus.publish(Event(topic=Topics.SESSION_REVOKED, type="session.revoked",
-                                                 payload={"session_id": str(session_id), "user_id": str(user_id)}))
+            await self.runtime.bus.publish(event)
         except Exception:
-            logger.warning("could not broadcast session revocation; caches expire on their own", exc_info=True)
+            logger.warning("could not broadcast %s; caches expire on their own", event.type, exc_info=True)
 
     # --- authentication of requests -----------------------------------------------------
 
@@ -211,7 +240,7 @@ class IdentityService:
         if login.revoked_at is not None or login.expires_at <= self.clock.now() or not user.is_active:
             return None
         return AuthUser(id=user.id, email=user.email, role=user.role, plan=user.plan,
-                        scopes=session_scopes(user.role), session_id=login.id)
+                        scopes=session_scopes(user.role), session_id=login.id, ip_allowlist=_allowlist(user))
 
     async def authenticate_api_key(self, presented: str, *, ip: str | None) -> AuthUser:
         parsed = parse_api_key(presented)
@@ -229,31 +258,25 @@ class IdentityService:
 
     async def _load_api_key(self, lookup: str) -> CachedApiKey | None:
         now = self.clock.now()
-        async with self.runtime.db.session() as session:
+        async with self.runtime.db.transaction() as session:
             row = (await session.execute(
                 select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.lookup == lookup)
             )).first()
-        if row is None:
-            return None
-        key, user = row
-        if key.revoked_at is not None or (key.expires_at and key.expires_at <= now) or not user.is_active:
-            return None
+            if row is None:
+                return None
+            key, user = row
+            if key.revoked_at is not None or (key.expires_at and key.expires_at <= now) or not user.is_active:
+                return None
+            # "last used" is as fresh as the cache: one write per key per few seconds at most
+            key.last_used_at = now
+        # the owner's role caps the key's scopes at every load: a demoted admin's key loses admin
         scopes = frozenset(key.scopes) & session_scopes(user.role)
         principal = AuthUser(id=user.id, email=user.email, role=user.role, plan=user.plan, scopes=scopes,
-                             api_key_id=key.id)
+                             api_key_id=key.id, ip_allowlist=_allowlist(user))
         return CachedApiKey(principal=principal, secret_hash=key.secret_hash, allowed_ips=tuple(key.allowed_ips or ()))
 
-    async def create_api_key(self, session: AsyncSession, *, user_id: uuid.UUID, name: str, scopes: list[str],
-                             allowed_ips: list[str] | None = None, expires_at: datetime | None = None
-                             ) -> tuple[ApiKey, str]:
-        """A new key and its full secret, which is shown once and never stored."""
-        lookup, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        key = ApiKey(user_id=user_id, name=name, lookup=lookup, secret_hash=self.tokens.hash_api_secret(secret),
-                     scopes=sorted(set(scopes)), allowed_ips=list(allowed_ips or []), created_at=self.clock.now(),
-                     expires_at=expires_at)
-        session.add(key)
-        await session.commit()
-        return key, f"tp_{lookup}_{secret}"
+def _allowlist(user: User) -> tuple[str, ...]:
+    return tuple(str(n) for n in (user.settings or {}).get("ip_allowlist", ()))
 
 
 def parse_api_key(presented: str) -> tuple[str, str] | None:

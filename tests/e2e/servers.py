@@ -1,0 +1,63 @@
+"""Start real TradePilot server processes the way `make run` does, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPILOT_")}
+    env.update({"TRADEPILOT_ARGON2_TIME_COST": "1", "TRADEPILOT_ARGON2_MEMORY_COST_KIB": "64",
+                "TRADEPILOT_ARGON2_PARALLELISM": "1", "TRADEPILOT_SECRET_KEY": "e2e-secret-0123456789abcdef0123456789"})
+    env.update({f"TRADEPILOT_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def tradepilot(args: list[str], env: dict[str, str], cwd: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "tradepilot", *args], env=env, cwd=cwd, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+class Server:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"server-{self.port}.log"
+        env = {**env, "TRADEPILOT_PORT": str(self.port)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "tradepilot", "serve"], env=env, cwd=cwd,
+                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
