@@ -63,8 +63,8 @@ def clock() -> TestClock:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return support.make_settings(database_url)
+def settings(database_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return support.make_settings(database_url, data_dir=tmp_path / "var")
 
 
 @pytest.fixture

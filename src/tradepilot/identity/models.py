@@ -90,3 +90,16 @@ class SecurityEvent(UUIDPrimaryKey, Base):
 
 
 Index("ix_security_event_user_created", SecurityEvent.user_id, SecurityEvent.created_at)
+
+
+class OneTimeToken(UUIDPrimaryKey, Base):
+    """A single-use emailed token (password reset, email verification), stored only as HMAC."""
+
+    __tablename__ = "one_time_token"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -10,8 +10,14 @@ from tradepilot.core.deps import ClientIP, DbSession
 from tradepilot.core.routing import api_router
 from tradepilot.identity.deps import CurrentUser, Identity, OwnedSession
 from tradepilot.identity.models import User
+from tradepilot.identity import recovery
 from tradepilot.identity.schemas import (
+    Accepted,
     Credentials,
+    PasswordChange,
+    ResetConfirm,
+    ResetRequest,
+    TokenBody,
     ProfileUpdate,
     RefreshRequest,
     SessionInfo,
@@ -78,6 +84,47 @@ async def delete_session(target: OwnedSession, db: DbSession, identity: Identity
     """Log one device out. Another user's session id answers 404."""
     await identity.revoke_session(db, target=target)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/change-password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(body: PasswordChange, principal: CurrentUser, db: DbSession, identity: Identity,
+                          ip: ClientIP) -> Response:
+    """Needs the current password. Every other session ends; this one stays logged in."""
+    await recovery.change_password(identity, db, principal=principal, current=body.current_password,
+                                   new=body.new_password, ip=ip)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+RESET_ACCEPTED = "If an account exists for this address, a reset link is on its way. It works once, for 30 minutes."
+
+
+@router.post("/reset-password", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def reset_password(body: ResetRequest, db: DbSession, identity: Identity, ip: ClientIP) -> Accepted:
+    """Mail a reset link. The answer is the same whether or not the address has an account."""
+    await recovery.request_password_reset(identity, db, email=body.email, ip=ip)
+    return Accepted(detail=RESET_ACCEPTED)
+
+
+@router.post("/reset-password/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_reset(body: ResetConfirm, db: DbSession, identity: Identity, ip: ClientIP) -> Response:
+    """Set a new password with the emailed token (and a 2FA code if enabled). Ends every session."""
+    await recovery.confirm_password_reset(identity, db, token=body.token, new=body.new_password, otp=body.otp, ip=ip)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/verify-email", response_model=UserProfile)
+async def verify_email(body: TokenBody, db: DbSession, identity: Identity) -> UserProfile:
+    """Confirm the email address with the token from the verification mail."""
+    return profile_of(await recovery.verify_email(identity, db, token=body.token))
+
+
+@router.post("/verify-email/resend", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def resend_verification(principal: CurrentUser, db: DbSession, identity: Identity) -> Accepted:
+    user = await identity.get_user(db, user_id=principal.id)
+    if user.email_verified_at is None:
+        await recovery.send_verification(identity, db, user=user)
+        await db.commit()
+    return Accepted(detail="If your address is not verified yet, a new link is on its way.")
 
 
 # /api/users/me is the same resource as /api/auth/profile, with the same schema.

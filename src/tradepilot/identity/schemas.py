@@ -75,3 +75,27 @@ class SessionInfo(Schema):
     ip: str | None
     user_agent: str | None
     current: bool
+
+
+class PasswordChange(Schema):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class ResetRequest(Schema):
+    email: EmailStr
+
+
+class ResetConfirm(Schema):
+    token: str = Field(min_length=10, max_length=200)
+    new_password: str = Field(min_length=1, max_length=1024)
+    otp: str | None = Field(default=None, max_length=32, description="Required when two-factor authentication is on")
+
+
+class TokenBody(Schema):
+    token: str = Field(min_length=10, max_length=200)
+
+
+class Accepted(Schema):
+    status: Literal["accepted"] = "accepted"
+    detail: str

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -41,6 +42,8 @@ class IdentityService:
         self.clock = runtime.clock
         self.passwords = PasswordHashing(runtime.settings)
         self.tokens = TokenService(runtime.settings)
+        # other parts add work to a registration's transaction (verification mail, paper account)
+        self.registration_hooks: list[Callable[[AsyncSession, User], Awaitable[None]]] = []
 
     @property
     def cache(self) -> AuthCache:
@@ -65,6 +68,8 @@ class IdentityService:
             await session.rollback()
             raise Conflict("An account with this email already exists.", code="email_taken") from None
         record_security_event(session, clock=self.clock, kind=SecurityEventKind.REGISTERED, user_id=user.id)
+        for hook in self.registration_hooks:
+            await hook(session, user)
         await session.commit()
         logger.info("user registered", extra={"registered_user_id": str(user.id)})
         return user
