@@ -3,7 +3,9 @@
 from tradepilot.core import outbox_models as _outbox  # noqa: F401
 from tradepilot.core import lease_models as _lease  # noqa: F401
 from tradepilot.core.db import Base
+from tradepilot.identity import guard_models as _guard  # noqa: F401
 from tradepilot.identity import models as _identity  # noqa: F401
+from tradepilot.identity import twofactor_models as _twofactor  # noqa: F401
 from tradepilot.jobs import models as _jobs  # noqa: F401
 
 metadata = Base.metadata

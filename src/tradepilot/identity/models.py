@@ -24,6 +24,15 @@ class User(UUIDPrimaryKey, Base):
     email_verified_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime]
     settings: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    # two-factor authentication (identity.twofactor): the TOTP secret is encrypted at rest
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(String(512))
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_counter: Mapped[int | None]  # the last accepted TOTP time step: a code works once
+    # suspension (admin) and self-service deletion with a grace period
+    suspended_at: Mapped[datetime | None]
+    suspension_reason: Mapped[str | None] = mapped_column(String(255))
+    deletion_requested_at: Mapped[datetime | None]
+    deletion_scheduled_for: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -18,6 +18,7 @@ class AuthUser:
     session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
     ip_allowlist: tuple[str, ...] = ()  # the account's own allow-list (settings), checked on every request
+    two_factor: bool = False  # 2FA is enabled on the account (admins need it for admin endpoints)
 
     @property
     def is_admin(self) -> bool:

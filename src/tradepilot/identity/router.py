@@ -14,6 +14,7 @@ from tradepilot.identity import recovery
 from tradepilot.identity.schemas import (
     Accepted,
     Credentials,
+    LoginRequest,
     PasswordChange,
     ResetConfirm,
     ResetRequest,
@@ -42,10 +43,12 @@ async def register(body: Credentials, db: DbSession, identity: Identity) -> User
 
 
 @router.post("/login", response_model=TokenPair)
-async def login(body: Credentials, db: DbSession, identity: Identity, ip: ClientIP,
+async def login(body: LoginRequest, db: DbSession, identity: Identity, ip: ClientIP,
                 user_agent: Annotated[str | None, Header()] = None) -> TokenPair:
-    """Exchange email and password for an access token (15 min) and a refresh token."""
-    return await identity.login(db, email=body.email, password=body.password, ip=ip, user_agent=user_agent)
+    """Exchange email and password (and `otp` when 2FA is on) for an access token (15 min)
+    and a refresh token."""
+    return await identity.login(db, email=body.email, password=body.password, otp=body.otp, ip=ip,
+                                user_agent=user_agent)
 
 
 @router.post("/refresh", response_model=TokenPair)

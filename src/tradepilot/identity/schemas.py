@@ -17,6 +17,11 @@ class Credentials(Schema):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class LoginRequest(Credentials):
+    otp: str | None = Field(default=None, max_length=32,
+                            description="A TOTP code or a recovery code, when two-factor authentication is on")
+
+
 class RefreshRequest(Schema):
     refresh_token: str = Field(min_length=1, max_length=512)
 

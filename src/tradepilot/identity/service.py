@@ -94,18 +94,28 @@ class IdentityService:
     # --- login and tokens ------------------------------------------------------------
 
     async def login(self, session: AsyncSession, *, email: str, password: str, ip: str | None,
-                    user_agent: str | None) -> TokenPair:
+                    user_agent: str | None, otp: str | None = None) -> TokenPair:
+        """Password, then the second factor when 2FA is on; the login guard (lockout, new-IP
+        alerts) and the second factor are services other modules install."""
+        guard = self.runtime.services.get("login_guard")
+        second_factor = self.runtime.services.get("second_factor")
         user = await session.scalar(select(User).where(User.email == normalise_email(email)))
-        stored = user.password_hash if user is not None and user.is_active else None
+        if user is not None and not user.is_active:
+            user = None
+        if guard is not None:
+            await guard.before_attempt(session, email=normalise_email(email), user=user, ip=ip)
         # the dummy hash makes unknown emails cost the same as wrong passwords
-        if not await asyncio.to_thread(self.passwords.verify, stored, password):
-            if stored is not None:
-                assert user is not None
-                record_security_event(session, clock=self.clock, kind=SecurityEventKind.LOGIN_FAILED,
-                                      user_id=user.id, ip=ip, user_agent=user_agent)
-                await session.commit()
+        if not await asyncio.to_thread(self.passwords.verify, user.password_hash if user else None, password):
+            await self._login_failed(session, user=user, ip=ip, user_agent=user_agent, factor="password")
             raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
         assert user is not None
+        if second_factor is not None:
+            try:
+                await second_factor.require(session, user=user, otp=otp, ip=ip)
+            except Unauthorized as exc:
+                if exc.code != "two_factor_required":  # a wrong code counts; a missing one does not
+                    await self._login_failed(session, user=user, ip=ip, user_agent=user_agent, factor="second_factor")
+                raise
         if self.passwords.needs_rehash(user.password_hash):
             user.password_hash = await asyncio.to_thread(self.passwords.hash, password)
         now = self.clock.now()
@@ -116,9 +126,22 @@ class IdentityService:
         await session.flush()
         record_security_event(session, clock=self.clock, kind=SecurityEventKind.LOGIN_SUCCEEDED, user_id=user.id,
                               ip=ip, user_agent=user_agent, details={"session_id": str(login.id)})
+        if guard is not None:
+            await guard.on_success(session, user=user, ip=ip, user_agent=user_agent)
         pair = self._issue(session, user_id=user.id, session_id=login.id)
         await session.commit()
         return pair
+
+    async def _login_failed(self, session: AsyncSession, *, user: User | None, ip: str | None,
+                            user_agent: str | None, factor: str) -> None:
+        """Record the failure and let the guard count it; committed although the login fails."""
+        guard = self.runtime.services.get("login_guard")
+        if guard is not None:
+            await guard.on_failure(session, user=user, ip=ip, factor=factor)
+        if user is not None:
+            record_security_event(session, clock=self.clock, kind=SecurityEventKind.LOGIN_FAILED, user_id=user.id,
+                                  ip=ip, user_agent=user_agent, details={"factor": factor})
+        await session.commit()
 
     def _issue(self, session: AsyncSession, *, user_id: uuid.UUID, session_id: uuid.UUID) -> TokenPair:
         now = self.clock.now()
@@ -245,7 +268,8 @@ class IdentityService:
         if login.revoked_at is not None or login.expires_at <= self.clock.now() or not user.is_active:
             return None
         return AuthUser(id=user.id, email=user.email, role=user.role, plan=user.plan,
-                        scopes=session_scopes(user.role), session_id=login.id, ip_allowlist=_allowlist(user))
+                        scopes=session_scopes(user.role), session_id=login.id, ip_allowlist=_allowlist(user),
+                        two_factor=user.totp_enabled_at is not None)
 
     async def authenticate_api_key(self, presented: str, *, ip: str | None) -> AuthUser:
         parsed = parse_api_key(presented)
@@ -277,7 +301,8 @@ class IdentityService:
         # the owner's role caps the key's scopes at every load: a demoted admin's key loses admin
         scopes = frozenset(key.scopes) & session_scopes(user.role)
         principal = AuthUser(id=user.id, email=user.email, role=user.role, plan=user.plan, scopes=scopes,
-                             api_key_id=key.id, ip_allowlist=_allowlist(user))
+                             api_key_id=key.id, ip_allowlist=_allowlist(user),
+                             two_factor=user.totp_enabled_at is not None)
         return CachedApiKey(principal=principal, secret_hash=key.secret_hash, allowed_ips=tuple(key.allowed_ips or ()))
 
 def _allowlist(user: User) -> tuple[str, ...]:

@@ -1,0 +1,3 @@
+"""Tables of two-factor authentication: recovery codes, emailed one-time codes."""
+
+from __future__ import annotations
