@@ -43,6 +43,11 @@ class Topics:
     API_KEY_REVOKED = "identity.api_key_revoked"
 
     @staticmethod
+    def market(kind: str, symbol_dash: str, *extra: str) -> str:
+        """``market.<kind>.<BTC-USDT>[.<extra>]``; kind is ticker, trade, book or candle."""
+        return ".".join(("market", kind, symbol_dash, *extra))
+
+    @staticmethod
     def user(user_id: str | uuid.UUID, kind: str) -> str:
         """A user's private stream (``user.<id>.<kind>``): orders, fills, notifications..."""
         return f"user.{user_id}.{kind}"
