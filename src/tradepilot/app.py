@@ -79,12 +79,14 @@ async def start_runtime(runtime: Runtime) -> None:
 
 
 async def stop_runtime(runtime: Runtime) -> None:
+    from tradepilot.core.lease import close_lease_managers
     from tradepilot.jobs.setup import stop_jobs
     from tradepilot.core.outbox_setup import stop_outbox
 
     await stop_jobs(runtime)
     await stop_outbox(runtime)
     await runtime.bus.stop()
+    await close_lease_managers(runtime)  # last: every lease user has stopped
     if runtime.redis is not None:
         await runtime.redis.aclose()
     await runtime.db.dispose()

@@ -1,0 +1,205 @@
+"""The transactional outbox (DESIGN §1.5): events are written with the change, relayed later.
+
+``emit`` adds an event to the ``outbox_event`` table in the caller's transaction, so the event
+exists if and only if the change was committed. The :class:`OutboxRelay` (one per deployment,
+held by the ``outbox-relay`` lease) publishes unpublished events to the bus at least once, in
+(created_at, id) order, then marks them published. Consumers that must act once per event
+call :func:`consume_once` in their own transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+import weakref
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from tradepilot.core.events import Event
+from tradepilot.core.money import to_plain_string
+from tradepilot.core.outbox_models import ConsumedEvent, OutboxEvent, UserEventSeq
+
+logger = logging.getLogger("tradepilot.outbox")
+
+RELAY_LEASE = "outbox-relay"
+RETENTION = timedelta(days=7)  # published events and consumer receipts are kept this long
+PRUNE_EVERY_SECONDS = 3600.0
+BATCH_SIZE = 500
+WAKE_TOPIC = "_outbox.wake"  # a hint on the bus: "something was committed", for the holder
+
+_EMITTED = "tradepilot.outbox.emitted"  # session.info key: this transaction emitted events
+
+
+# --- payloads -------------------------------------------------------------------------------
+
+def jsonable(value: Any) -> Any:
+    """A JSON-ready copy of ``value``: Decimal → plain string, UUID → str, datetime → RFC 3339.
+
+    Anything else that JSON cannot carry raises ``TypeError`` here, at emit time, rather than
+    in the relay later.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TypeError("NaN and infinities are not JSON")
+        return value
+    if isinstance(value, Decimal):
+        return to_plain_string(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise TypeError("naive datetime in an event payload: use an aware UTC datetime")
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"event payload keys must be strings, not {type(key).__name__}")
+            out[key] = jsonable(item)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(item) for item in value]
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable in an event payload")
+
+
+# --- writing --------------------------------------------------------------------------------
+
+def _insert(session: AsyncSession) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+_last_created_at = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _created_at(now: datetime | None) -> datetime:
+    """``now`` if given; else the wall clock, made strictly increasing within this process so
+    that events of one transaction keep their order in the relay."""
+    global _last_created_at
+    if now is not None:
+        return now.astimezone(timezone.utc)
+    moment = datetime.now(timezone.utc)
+    if moment <= _last_created_at:
+        moment = _last_created_at + timedelta(microseconds=1)
+    _last_created_at = moment
+    return moment
+
+
+async def next_seq(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """The user's next sequence number, in the caller's transaction.
+
+    One upsert statement (``INSERT .. ON CONFLICT DO UPDATE SET last_seq = last_seq + 1
+    RETURNING``): it row-locks the counter on PostgreSQL until the caller commits, so two
+    transactions never obtain the same number, and a first event for a new user never fails
+    on a duplicate key. On SQLite transactions are serialised by ``BEGIN IMMEDIATE``.
+    """
+    stmt = (
+        _insert(session)(UserEventSeq)
+        .values(user_id=user_id, last_seq=1)
+        .on_conflict_do_update(index_elements=[UserEventSeq.user_id],
+                               set_={"last_seq": UserEventSeq.last_seq + 1})
+        .returning(UserEventSeq.last_seq)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def emit(
+    session: AsyncSession,
+    *,
+    topic: str,
+    type: str,
+    payload: dict[str, Any],
+    user_id: uuid.UUID | str | None = None,
+    now: datetime | None = None,
+) -> Event:
+    """Add an event to the outbox in the caller's transaction (never commits).
+
+    ``payload`` is converted with :func:`jsonable`. A user's events get consecutive ``seq``
+    numbers (1, 2, 3...). The relay is woken automatically when the transaction commits.
+    """
+    body = jsonable(payload)
+    if not isinstance(body, dict):
+        raise TypeError("event payload must be a dict")
+    uid = uuid.UUID(str(user_id)) if user_id is not None else None
+    seq = await next_seq(session, uid) if uid is not None else None
+    created_at = _created_at(now)
+    event_id = uuid.uuid4().hex
+    await session.execute(insert(OutboxEvent).values(
+        id=event_id, topic=topic, type=type, user_id=uid, seq=seq, payload=body,
+        created_at=created_at, published_at=None,
+    ))
+    session.info[_EMITTED] = session.get_bind().engine  # the relay to wake is this engine's
+    return Event(topic=topic, type=type, payload=body, user_id=str(uid) if uid else None, seq=seq,
+                 id=event_id, occurred_at=created_at.isoformat())
+
+
+async def consume_once(session: AsyncSession, consumer: str, event_id: str, *,
+                       now: datetime | None = None) -> bool:
+    """Record that ``consumer`` handled ``event_id``; False if it already had.
+
+    Call it in the same transaction as the consumer's effect: if that transaction rolls back,
+    so does the receipt. A duplicate does not raise (``ON CONFLICT DO NOTHING``), so the
+    caller's transaction stays usable. On PostgreSQL a concurrent duplicate waits for the
+    first to commit, then returns False.
+    """
+    stmt = (
+        _insert(session)(ConsumedEvent)
+        .values(consumer=consumer, event_id=event_id, consumed_at=now or datetime.now(timezone.utc))
+        .on_conflict_do_nothing(index_elements=[ConsumedEvent.consumer, ConsumedEvent.event_id])
+    )
+    result = await session.execute(stmt)
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def row_to_event(row: OutboxEvent) -> Event:
+    return Event(topic=row.topic, type=row.type, payload=row.payload or {},
+                 user_id=str(row.user_id) if row.user_id else None, seq=row.seq, id=row.id,
+                 occurred_at=row.created_at.isoformat())
+
+
+# --- waking the relay after a commit ----------------------------------------------------------
+
+_wakers: weakref.WeakKeyDictionary[Engine, Callable[[], None]] = weakref.WeakKeyDictionary()
+
+
+def register_waker(engine: Engine, waker: Callable[[], None] | None) -> None:
+    """Call ``waker`` after each commit, on ``engine``, of a transaction that emitted events."""
+    if waker is None:
+        _wakers.pop(engine, None)
+    else:
+        _wakers[engine] = waker
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    engine = session.info.pop(_EMITTED, None)
+    waker = _wakers.get(engine) if engine is not None else None
+    if waker is not None:
+        try:
+            waker()
+        except Exception:  # the commit succeeded; a missed wake-up only costs one poll
+            logger.warning("outbox relay wake-up failed", exc_info=True)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_EMITTED, None)
+
+
+from tradepilot.core.outbox_relay import OutboxRelay  # noqa: E402  (it builds on the above)
+
+__all__ = ["OutboxRelay", "consume_once", "emit", "jsonable", "next_seq", "register_waker",
+           "row_to_event"]
