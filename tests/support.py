@@ -48,6 +48,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         redis_prefix=f"tptest:{worker_id()}:{uuid.uuid4().hex[:8]}:",
         outbox_poll_seconds=0.05,
         jobs_poll_seconds=0.05,
+        market_backfill_days=0,  # no simulated history unless a test asks for some
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

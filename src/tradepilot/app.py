@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from tradepilot import __version__
@@ -13,6 +13,7 @@ from tradepilot.config import Settings, load_settings
 from tradepilot.core.clock import Clock
 from tradepilot.core.http import RequestContextMiddleware
 from tradepilot.core.problems import install_problem_handlers
+from tradepilot.identity.ratelimit import RateLimitHeadersMiddleware, enforce_rate_limit
 from tradepilot.runtime import Runtime, build_runtime
 
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         debug=settings.debug,
         openapi_url="/openapi.json",
         docs_url="/docs",
+        dependencies=[Depends(enforce_rate_limit)],
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
@@ -45,8 +47,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             allow_credentials=False,
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                            "X-RateLimit-Reset"],
         )
+    app.add_middleware(RateLimitHeadersMiddleware)  # inside RequestContextMiddleware: sees its state
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics, trusted_proxies=settings.trusted_proxies)
     _include_routers(app)
     return app
@@ -54,35 +58,55 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 def _include_routers(app: FastAPI) -> None:
     from tradepilot.identity.account_router import router as account_router
+    from tradepilot.identity.admin_router import router as admin_users_router
+    from tradepilot.identity.deletion_router import router as deletion_router
     from tradepilot.identity.router import router as identity_router
     from tradepilot.identity.router import users_router
+    from tradepilot.identity.security_router import router as security_router
+    from tradepilot.identity.twofactor_router import router as twofactor_router
     from tradepilot.jobs.router import router as jobs_router
+    from tradepilot.market.router import router as market_router
     from tradepilot.ops.router import router as ops_router
+    from tradepilot.streaming.router import router as streaming_router
 
     app.include_router(ops_router)
     app.include_router(identity_router)
     app.include_router(users_router)
     app.include_router(account_router)
+    app.include_router(security_router)
+    app.include_router(deletion_router)
+    app.include_router(admin_users_router)
+    app.include_router(twofactor_router)
     app.include_router(jobs_router)
+    app.include_router(market_router)
+    app.include_router(streaming_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
     """Start the process-wide machinery in dependency order."""
     from tradepilot.identity.setup import start_identity
     from tradepilot.jobs.setup import start_jobs
+    from tradepilot.market.setup import start_market
     from tradepilot.core.outbox_setup import start_outbox
+    from tradepilot.streaming.setup import start_streaming
 
     await runtime.bus.start()
     await start_identity(runtime)
+    await start_streaming(runtime)
     await start_outbox(runtime)
     await start_jobs(runtime)
+    await start_market(runtime)
 
 
 async def stop_runtime(runtime: Runtime) -> None:
     from tradepilot.core.lease import close_lease_managers
     from tradepilot.jobs.setup import stop_jobs
+    from tradepilot.market.setup import stop_market
     from tradepilot.core.outbox_setup import stop_outbox
+    from tradepilot.streaming.setup import stop_streaming
 
+    await stop_market(runtime)  # first: it flushes candles and releases its lease
+    await stop_streaming(runtime)
     await stop_jobs(runtime)
     await stop_outbox(runtime)
     await runtime.bus.stop()

@@ -72,6 +72,44 @@ def _demo_user(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("keys", "encryption keys: `generate` prints a new key; `rotate` re-encrypts stored secrets with the "
+                 "first of TRADEPILOT_ENCRYPTION_KEYS", lambda p: p.add_argument("action", choices=["generate", "rotate"]))
+def _keys(args: argparse.Namespace) -> int:
+    from tradepilot.core.secrets_box import RotationReport, SecretBox, generate_key, rotate_all
+
+    if args.action == "generate":
+        print(generate_key())
+        return 0
+    from sqlalchemy.exc import SQLAlchemyError
+
+    import tradepilot.models_registry  # noqa: F401  (every domain registers its encrypted columns)
+    from tradepilot.core.db import create_engine
+
+    settings = load_settings()
+
+    async def rotate() -> list[RotationReport]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await rotate_all(engine, SecretBox.from_settings(settings))
+        finally:
+            await engine.dispose()
+
+    try:
+        reports = asyncio.run(rotate())
+    except SQLAlchemyError as exc:
+        print(f"could not rotate: {str(exc).splitlines()[0]} (is the database migrated?)", file=sys.stderr)
+        return 2
+    for report in reports:
+        print(f"{report.column}: {report.rotated} re-encrypted, {report.current} already current, "
+              f"{len(report.unreadable)} unreadable")
+    unreadable = sum(len(r.unreadable) for r in reports)
+    if unreadable:
+        print(f"{unreadable} values could not be decrypted with any configured key; keep the old keys "
+              "configured until they are fixed", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     _load_plugin_commands()
     parser = argparse.ArgumentParser(prog="tradepilot")
@@ -91,3 +129,5 @@ def main(argv: list[str] | None = None) -> int:
 def _load_plugin_commands() -> None:
     """Domains register their own commands (``tradepilot worker`` lives in jobs)."""
     import tradepilot.jobs.cli  # noqa: F401
+    import tradepilot.market.cli_import  # noqa: F401  (also registers `data` and its actions)
+    import tradepilot.identity.cli_admin  # noqa: F401

@@ -6,6 +6,9 @@ stops the server with a message naming the variable instead of failing at 3 a.m.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import ipaddress
 from functools import cached_property
 from pathlib import Path
@@ -56,6 +59,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     metrics_token: SecretStr | None = None
+    # Fernet keys for secrets at rest (TOTP secrets, exchange credentials), comma-separated;
+    # the first encrypts, all decrypt. Production requires them; in development and tests a
+    # stable key is derived from secret_key when none is set (see _derive_encryption_key).
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     jwt_issuer: str = "tradepilot"
     jwt_audience: str = "tradepilot-api"
@@ -80,8 +87,64 @@ class Settings(BaseSettings):
 
     outbox_poll_seconds: float = Field(0.5, gt=0)
     jobs_poll_seconds: float = Field(1.0, gt=0)
+    jobs_inprocess: bool | None = None  # run jobs in this process; None: only when REDIS_URL is unset
+    jobs_concurrency: int = Field(8, ge=1, le=256)
+    jobs_heartbeat_timeout_seconds: float = Field(60.0, ge=5)
+    jobs_backoff_base_seconds: float = Field(5.0, gt=0)
+    jobs_backoff_max_seconds: float = Field(3600.0, gt=0)
+    jobs_redispatch_seconds: float = Field(300.0, gt=0)
+    jobs_shutdown_grace_seconds: float = Field(10.0, ge=0)
+    jobs_schedule_retention_days: int = Field(7, ge=1)
+    jobs_retention_days: int = Field(30, ge=1)
     lease_ttl_seconds: float = Field(15.0, gt=0)
+
+    # Rate limits (identity.ratelimit): per user (plan's requests_per_minute) or per client IP
+    # when anonymous, per endpoint class; Redis-backed when REDIS_URL is set.
+    rate_limit_enabled: bool = True
+    rate_limit_anonymous_per_minute: int = Field(60, ge=1)
+    rate_limit_auth_per_minute: int = Field(30, ge=1)  # login, register, reset, 2FA: strict
+    # Login guard (identity.guard): progressive per-account lockout, on the runtime clock.
+    login_lockout_threshold: int = Field(5, ge=1)  # failures before the first lock
+    login_lockout_base_seconds: int = Field(60, ge=1)  # first lock; doubles per further failure
+    login_lockout_max_seconds: int = Field(900, ge=1)  # never longer than this
+    login_failure_memory_seconds: int = Field(3600, ge=60)  # a quiet hour forgets the failures
+    login_ip_failure_limits: str = "20/minute;100/hour"  # failures from one IP, across accounts
     demo_email: str = "demo@example.com"
+
+    # WebSocket streaming (/api/ws)
+    stream_queue_size: int = Field(1000, ge=10)  # undelivered messages per client before slow_consumer
+    stream_send_timeout_seconds: float = Field(10.0, gt=0)  # one send blocked this long: slow_consumer
+    stream_heartbeat_seconds: float = Field(15.0, gt=0)  # app-level {"type":"ping"} interval
+    stream_auth_timeout_seconds: float = Field(10.0, gt=0)  # time to send the first "auth" message
+    stream_reauth_grace_seconds: float = Field(30.0, ge=0)  # after token expiry, time to re-auth in-band
+    stream_revalidate_seconds: float = Field(60.0, gt=0)  # credentials re-checked this often (bus-independent)
+    stream_replay_limit: int = Field(1000, ge=1)  # longest account gap replayed; longer: resync_required
+
+    # Market data (market/): which feed, which symbols, the simulated market's seed and history
+    market_feed: Literal["simulated", "replay", "exchange"] = "simulated"
+    market_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"])
+    market_seed: int = 20240809
+    market_backfill_days: float = Field(730.0, ge=0, le=3650)  # simulated history on first start
+    market_tick_interval_seconds: float = Field(0.5, ge=0.05, le=60)  # simulated ticks; must divide 60 s
+    market_ticker_interval_seconds: float = Field(0.5, ge=0.05)  # at most one ticker per symbol per this
+    market_candle_publish_seconds: float = Field(1.0, ge=0.05)  # updates of open candles, per timeframe
+    market_candle_flush_seconds: float = Field(15.0, gt=0)  # closed bars reach the store this often
+    market_instruments_refresh_seconds: float = Field(30.0, gt=0)  # replicas re-read the registry
+    # Replay venue (market/feeds/replay.py), with TRADEPILOT_MARKET_FEED=replay
+    market_replay_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)  # files or globs, CSV
+    market_replay_speed: float = Field(1.0, ge=0)  # 1 = recorded pace, 0 = as fast as possible
+    market_replay_venue: str = "replay"
+    market_replay_loop: bool = True
+    market_replay_rebase_time: bool = True
+    market_replay_depth: int = Field(20, ge=1, le=1000)
+    # Exchange venue through ccxt (market/feeds/ccxt_feed.py), with TRADEPILOT_MARKET_FEED=exchange
+    market_exchange: str = "binance"
+    market_exchange_websocket: bool = True
+    market_exchange_depth: int = Field(20, ge=1, le=1000)
+    market_exchange_poll_seconds: float = Field(1.0, gt=0)
+    market_exchange_rest_url: str | None = None
+    market_exchange_ws_url: str | None = None
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -94,6 +157,50 @@ class Settings(BaseSettings):
         value = _split_csv(value)
         if isinstance(value, list):
             return [ipaddress.ip_network(str(v), strict=False) for v in value]
+        return value
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _parse_encryption_keys(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            for key in value:
+                raw = key.get_secret_value() if isinstance(key, SecretStr) else str(key)
+                if not _is_fernet_key(raw):
+                    raise ValueError("each key must be a Fernet key (32 bytes, url-safe base64); "
+                                     "make one with `tradepilot keys generate`")
+        return value
+
+    @field_validator("login_ip_failure_limits")
+    @classmethod
+    def _check_ip_failure_limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("expected limits like '20/minute;100/hour'") from None
+        return value
+
+    @field_validator("market_replay_paths", mode="before")
+    @classmethod
+    def _parse_replay_paths(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("market_symbols", mode="before")
+    @classmethod
+    def _parse_market_symbols(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            out = []
+            for raw in value:
+                symbol = str(raw).strip().upper()
+                base, sep, quote = symbol.partition("/")
+                if not sep or not base.isalnum() or not quote.isalnum():
+                    raise ValueError(f"{raw!r} is not a BASE/QUOTE symbol such as BTC/USDT")
+                if symbol not in out:
+                    out.append(symbol)
+            return out
         return value
 
     @field_validator("database_url")
@@ -124,12 +231,24 @@ class Settings(BaseSettings):
             problems.append(f"{ENV_PREFIX}DEBUG: must be false in production")
         if "*" in self.cors_origins:
             problems.append(f"{ENV_PREFIX}CORS_ORIGINS: '*' is not allowed in production")
+        if not self.encryption_keys:
+            problems.append(f"{ENV_PREFIX}ENCRYPTION_KEYS: required in production (comma-separated Fernet keys, "
+                            "the first encrypts; make one with `tradepilot keys generate`)")
         if not self.public_url:
             problems.append(f"{ENV_PREFIX}PUBLIC_URL: required in production (links in emails)")
         elif not self.public_url.startswith("https://"):
             problems.append(f"{ENV_PREFIX}PUBLIC_URL: must be https:// in production")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _derive_encryption_key(self) -> Settings:
+        """Outside production, no ``ENCRYPTION_KEYS`` means one key derived from ``secret_key``:
+        stable across restarts and replicas that share the secret, so development needs no setup."""
+        if not self.encryption_keys and self.env != "production":
+            digest = hashlib.sha256(b"tradepilot:encryption-key:v1:" + self.secret_key.get_secret_value().encode())
+            self.encryption_keys = [SecretStr(base64.urlsafe_b64encode(digest.digest()).decode())]
         return self
 
     @cached_property
@@ -151,6 +270,13 @@ class Settings(BaseSettings):
                 value = str(value)
             out[f"{ENV_PREFIX}{name.upper()}"] = value
         return out
+
+
+def _is_fernet_key(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return False
 
 
 def _mask_url_password(url: str) -> str:

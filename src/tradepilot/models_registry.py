@@ -7,5 +7,6 @@ from tradepilot.identity import guard_models as _guard  # noqa: F401
 from tradepilot.identity import models as _identity  # noqa: F401
 from tradepilot.identity import twofactor_models as _twofactor  # noqa: F401
 from tradepilot.jobs import models as _jobs  # noqa: F401
+from tradepilot.market import models as _market  # noqa: F401
 
 metadata = Base.metadata

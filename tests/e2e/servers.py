@@ -21,7 +21,9 @@ def free_port() -> int:
 def server_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPILOT_")}
     env.update({"TRADEPILOT_ARGON2_TIME_COST": "1", "TRADEPILOT_ARGON2_MEMORY_COST_KIB": "64",
-                "TRADEPILOT_ARGON2_PARALLELISM": "1", "TRADEPILOT_SECRET_KEY": "e2e-secret-0123456789abcdef0123456789"})
+                "TRADEPILOT_ARGON2_PARALLELISM": "1", "TRADEPILOT_SECRET_KEY": "e2e-secret-0123456789abcdef0123456789",
+                # a day of simulated history, not two years: CPU for the tests (the market's own e2e test uses 730)
+                "TRADEPILOT_MARKET_BACKFILL_DAYS": "1"})
     env.update({f"TRADEPILOT_{k.upper()}": v for k, v in settings.items()})
     return env
 

@@ -29,14 +29,17 @@ def test_production_refuses_unsafe_settings() -> None:
     with pytest.raises(ConfigError) as err:
         make(env="production", debug=True, cors_origins="*")
     text = str(err.value)
-    for name in ("TRADEPILOT_SECRET_KEY", "TRADEPILOT_DEBUG", "TRADEPILOT_CORS_ORIGINS", "TRADEPILOT_PUBLIC_URL"):
+    for name in ("TRADEPILOT_SECRET_KEY", "TRADEPILOT_DEBUG", "TRADEPILOT_CORS_ORIGINS", "TRADEPILOT_PUBLIC_URL",
+                 "TRADEPILOT_ENCRYPTION_KEYS"):
         assert name in text
     assert DEFAULT_SECRET_KEY not in text
 
 
 def test_production_accepts_safe_settings() -> None:
+    from cryptography.fernet import Fernet
+
     s = make(env="production", secret_key="x" * 40, public_url="https://trade.example.com/",
-             cors_origins="https://app.example.com")
+             cors_origins="https://app.example.com", encryption_keys=Fernet.generate_key().decode())
     assert s.public_url == "https://trade.example.com"
     assert s.cors_origins == ["https://app.example.com"]
 

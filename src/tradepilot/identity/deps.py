@@ -80,6 +80,9 @@ def require_scope(scope: str) -> Callable[..., AuthUser]:
 def get_admin(principal: CurrentUser) -> AuthUser:
     if not principal.is_admin:
         raise Forbidden("Administrators only.", code="admin_required")
+    if not principal.two_factor:
+        raise Forbidden("Administrators must turn on two-factor authentication (/api/auth/2fa/enable) first.",
+                        code="two_factor_required_for_admin")
     return principal
 
 

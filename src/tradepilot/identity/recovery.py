@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.crypto import random_token, token_hmac
-from tradepilot.core.errors import Forbidden, Unprocessable
+from tradepilot.core.errors import Forbidden, Unauthorized, Unprocessable
 from tradepilot.identity.models import OneTimeToken, User, UserSession
 from tradepilot.identity.passwords import PasswordPolicyError, check_policy
 from tradepilot.identity.principal import AuthUser
@@ -131,15 +131,33 @@ async def confirm_password_reset(identity: IdentityService, session: AsyncSessio
     user_id = await redeem_token(identity, session, token=token, purpose=RESET)
     user = await identity.get_user(session, user_id=user_id)
     _check_policy(new, user.email)
-    second_factor = identity.runtime.services.get("second_factor")
-    if second_factor is not None:
-        await second_factor.require(session, user=user, otp=otp, ip=ip)  # a reset never bypasses 2FA
+    try:
+        # a reset never bypasses 2FA
+        await identity.runtime.services["second_factor"].require(session, user=user, otp=otp, ip=ip)
+    except Unauthorized as exc:
+        if exc.code != "two_factor_required":
+            await _count_reset_otp_failure(identity, session, user_id=user_id, ip=ip)
+        raise
     await _set_password(identity, user, new)
     await _revoke_all_sessions(identity, session, user_id=user.id, keep=None, reason="password_reset")
     record_security_event(session, clock=identity.clock, kind=SecurityEventKind.PASSWORD_RESET, user_id=user.id, ip=ip)
     await _alert(identity, session, user, "Your password was reset", ip)
     await session.commit()
     await identity.announce_user_changed(user.id)
+
+
+async def _count_reset_otp_failure(identity: IdentityService, session: AsyncSession, *, user_id: uuid.UUID,
+                                   ip: str | None) -> None:
+    """A wrong code during a reset counts toward lockout like a wrong code at login; the
+    token stays unspent (its redemption is rolled back) but guessing is not free."""
+    await session.rollback()
+    user = await identity.get_user(session, user_id=user_id)
+    guard = identity.runtime.services.get("login_guard")
+    if guard is not None:
+        await guard.on_failure(session, user=user, ip=ip, factor="second_factor")
+    record_security_event(session, clock=identity.clock, kind=SecurityEventKind.TWO_FACTOR_FAILED, user_id=user_id,
+                          ip=ip, details={"during": "password_reset"})
+    await session.commit()
 
 
 async def send_verification(identity: IdentityService, session: AsyncSession, *, user: User) -> None:

@@ -31,6 +31,7 @@ class SecurityEventKind:
     TWO_FACTOR_DISABLED = "2fa.disabled"
     TWO_FACTOR_FAILED = "2fa.failed"
     RECOVERY_CODE_USED = "2fa.recovery_code_used"
+    RECOVERY_CODES_REGENERATED = "2fa.recovery_codes_regenerated"
     API_KEY_CREATED = "api_key.created"
     API_KEY_REVOKED = "api_key.revoked"
     SETTINGS_CHANGED = "settings.changed"

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.crypto import constant_time_equals
-from tradepilot.core.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from tradepilot.core.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from tradepilot.core.events import Event, Topics
 from tradepilot.identity.models import ApiKey, RefreshToken, User, UserSession
 from tradepilot.identity.passwords import PasswordHashing, PasswordPolicyError, check_policy
@@ -109,6 +109,9 @@ class IdentityService:
             await self._login_failed(session, user=user, ip=ip, user_agent=user_agent, factor="password")
             raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
         assert user is not None
+        if user.suspended_at is not None:  # told only to someone who knows the password
+            raise Forbidden("This account is suspended. Contact the operator of this service.",
+                            code="account_suspended")
         if second_factor is not None:
             try:
                 await second_factor.require(session, user=user, otp=otp, ip=ip)
@@ -265,7 +268,8 @@ class IdentityService:
         if row is None:
             return None
         login, user = row
-        if login.revoked_at is not None or login.expires_at <= self.clock.now() or not user.is_active:
+        if (login.revoked_at is not None or login.expires_at <= self.clock.now() or not user.is_active
+                or user.suspended_at is not None):
             return None
         return AuthUser(id=user.id, email=user.email, role=user.role, plan=user.plan,
                         scopes=session_scopes(user.role), session_id=login.id, ip_allowlist=_allowlist(user),
@@ -294,7 +298,8 @@ class IdentityService:
             if row is None:
                 return None
             key, user = row
-            if key.revoked_at is not None or (key.expires_at and key.expires_at <= now) or not user.is_active:
+            if (key.revoked_at is not None or (key.expires_at and key.expires_at <= now) or not user.is_active
+                    or user.suspended_at is not None):
                 return None
             # "last used" is as fresh as the cache: one write per key per few seconds at most
             key.last_used_at = now

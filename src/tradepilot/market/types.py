@@ -65,6 +65,23 @@ class Bar:
     closed: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    """Best bid/ask, last trade and rolling 24-hour figures of one symbol (``None``: not known yet)."""
+
+    venue: str
+    symbol: str
+    bid: Decimal | None
+    ask: Decimal | None
+    last: Decimal | None
+    open_24h: Decimal | None
+    high_24h: Decimal | None
+    low_24h: Decimal | None
+    volume_24h: Decimal
+    change_24h_pct: Decimal | None
+    ts: datetime
+
+
 MarketEvent = Trade | OrderBook
 
 

@@ -1,0 +1,335 @@
+"""Authentication overhead: `GET /api/users/me` with a JWT, with an API key, and without auth.
+
+A real server (uvicorn, one process, the app `tradepilot serve` builds) runs on SQLite (or
+the database given), and a separate load-generator process (a lean keep-alive HTTP/1.1
+client on asyncio, so the generator is not the bottleneck) drives it with many concurrent
+connections. Three variants of the same handler are measured, interleaved over rounds:
+
+* ``no auth``  — a bench-only twin of the handler that loads the same user by a fixed id.
+  It exists only in the app this script builds for its own server process; the shipped
+  app has no unauthenticated twin.
+* ``JWT``      — ``Authorization: Bearer <access token>``: signature, claims and the
+  live-session check (the session must not be revoked; served from the per-process cache
+  that the bus invalidates, reloaded from the database every ``session_cache_seconds``).
+* ``API key``  — ``X-API-Key``: lookup, HMAC of the secret, the same live check.
+
+Rate limiting is switched off for the run: it would answer 429 long before the server is
+saturated (it is a separate cost, with its own budget per user).
+
+    python benchmarks/auth_overhead.py            # 3 rounds x 10 s per variant
+    python benchmarks/auth_overhead.py --smoke    # a few seconds, for CI
+
+Target: each authenticated variant keeps at least 70% of the unauthenticated throughput.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+TARGET_RATIO = 0.70
+ME = "/api/users/me"
+TWIN = "/api/bench/users/me"  # only in this script's server
+PASSWORD = "bench passphrase that is long enough"
+
+
+# --- the server process ------------------------------------------------------------------
+
+def build_bench_app() -> Any:
+    """The app `tradepilot serve` builds, plus the unauthenticated twin of `GET /api/users/me`."""
+    from tradepilot.app import create_app
+    from tradepilot.config import load_settings
+    from tradepilot.core.deps import DbSession
+    from tradepilot.core.routing import api_router
+    from tradepilot.identity.deps import Identity
+    from tradepilot.identity.router import profile_of
+    from tradepilot.identity.schemas import UserProfile
+
+    user_id = uuid.UUID(os.environ["BENCH_USER_ID"])
+    app = create_app(load_settings())
+    twin = api_router(tags=["bench"])
+
+    @twin.get(TWIN, response_model=UserProfile)
+    async def me_without_auth(db: DbSession, identity: Identity) -> UserProfile:
+        """The body of `get_profile` with the principal's id replaced by a constant."""
+        return profile_of(await identity.get_user(db, user_id=user_id))
+
+    app.include_router(twin)
+    return app
+
+
+def serve(port: int) -> None:
+    import uvicorn
+
+    from tradepilot.config import load_settings
+    from tradepilot.core.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    # the same options as `tradepilot serve`
+    uvicorn.run(build_bench_app(), host="127.0.0.1", port=port, log_config=None, proxy_headers=False,
+                ws_ping_interval=20)
+
+
+# --- the load-generator process ----------------------------------------------------------
+
+async def _connection(port: int, request: bytes, start: float, stop: float, counts: dict[str, int]) -> None:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            sent = loop.time()
+            if sent >= stop:
+                return
+            writer.write(request)
+            status_line = await reader.readline()
+            if not status_line:
+                counts["closed"] = counts.get("closed", 0) + 1
+                return
+            length, chunked = 0, False
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            if chunked:
+                while True:
+                    size = int((await reader.readline()).split(b";")[0], 16)
+                    await reader.readexactly(size + 2)
+                    if size == 0:
+                        break
+            else:
+                await reader.readexactly(length)
+            if sent >= start:  # requests started during the warm-up are not counted
+                status = status_line.split(b" ", 2)[1].decode()
+                counts[status] = counts.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def _load(port: int, path: str, header: str, connections: int, warmup: float, duration: float) -> dict[str, Any]:
+    headers = f"Host: 127.0.0.1:{port}\r\nAccept: application/json\r\n"
+    if header:
+        headers += header + "\r\n"
+    request = f"GET {path} HTTP/1.1\r\n{headers}\r\n".encode()
+    loop = asyncio.get_running_loop()
+    start = loop.time() + warmup
+    stop = start + duration
+    counts: dict[str, int] = {}
+    cpu = time.process_time()
+    await asyncio.gather(*(_connection(port, request, start, stop, counts) for _ in range(connections)))
+    return {"counts": counts, "seconds": duration, "generator_cpu": time.process_time() - cpu}
+
+
+def load(args: argparse.Namespace) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(_load(args.port, args.path, args.header, args.connections, args.warmup, args.duration))
+    print(json.dumps(result))
+
+
+# --- the orchestrator --------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(workdir: Path, database_url: str, session_cache_seconds: float, log_level: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPILOT_")}
+    env.update({
+        "TRADEPILOT_DATABASE_URL": database_url,
+        "TRADEPILOT_SECRET_KEY": "bench-secret-0123456789abcdef0123456789abcdef",
+        "TRADEPILOT_DATA_DIR": str(workdir / "var"),
+        "TRADEPILOT_RATE_LIMIT_ENABLED": "false",
+        "TRADEPILOT_SESSION_CACHE_SECONDS": str(session_cache_seconds),
+        "TRADEPILOT_MARKET_BACKFILL_DAYS": "0",
+        "TRADEPILOT_LOG_LEVEL": log_level,
+    })
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None) -> str:
+    out = subprocess.run([sys.executable, *args], env=env, cwd=cwd, input=stdin, capture_output=True, text=True,
+                         timeout=300)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server not ready:\n{log.read_text()[-3000:]}")
+
+
+def _credentials(url: str, email: str) -> tuple[str, str]:
+    """A fresh access token (they live 15 minutes) and a read-scoped API key."""
+    import httpx
+
+    tokens = httpx.post(url + "/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
+    tokens.raise_for_status()
+    access = tokens.json()["access_token"]
+    key = httpx.post(url + "/api/users/me/api-keys", json={"name": "bench", "scopes": ["read"]},
+                     headers={"Authorization": f"Bearer {access}"}, timeout=30)
+    key.raise_for_status()
+    return access, key.json()["key"]
+
+
+def _measure(port: int, path: str, header: str, args: argparse.Namespace, env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    per_process = max(1, args.connections // args.load_processes)
+    procs = [subprocess.Popen([sys.executable, __file__, "_load", "--port", str(port), "--path", path,
+                               "--header", header, "--connections", str(per_process), "--warmup", str(args.warmup),
+                               "--duration", str(args.duration)], env=env, cwd=cwd, stdout=subprocess.PIPE, text=True)
+             for _ in range(args.load_processes)]
+    results = [json.loads(p.communicate(timeout=args.warmup + args.duration + 120)[0]) for p in procs]
+    counts: dict[str, int] = {}
+    for r in results:
+        for status, n in r["counts"].items():
+            counts[status] = counts.get(status, 0) + n
+    ok = counts.get("200", 0)
+    return {"rps": ok / args.duration, "errors": sum(n for s, n in counts.items() if s != "200"),
+            "counts": counts, "generator_cpu": max(r["generator_cpu"] for r in results) / (args.warmup + args.duration)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds in all, for CI")
+    parser.add_argument("--duration", type=float, default=None, help="measured seconds per variant and round (10)")
+    parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds before each run (2)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds; each runs every variant once (3)")
+    parser.add_argument("--connections", type=int, default=None, help="concurrent keep-alive connections (64)")
+    parser.add_argument("--load-processes", type=int, default=1, help="load-generator processes (1)")
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--session-cache-seconds", type=float, default=3.0,
+                        help="TRADEPILOT_SESSION_CACHE_SECONDS of the server (3, the default; 0 checks the "
+                             "database on every request)")
+    parser.add_argument("--log-level", default="INFO", help="the server's log level (INFO, as deployed)")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    args.duration = args.duration or (2.0 if smoke else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if smoke else 2.0)
+    args.rounds = args.rounds or (1 if smoke else 3)
+    args.connections = args.connections or (16 if smoke else 64)
+
+    with tempfile.TemporaryDirectory(prefix="tp-bench-auth-") as tmp:
+        workdir = Path(tmp)
+        database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+        env = _env(workdir, database_url, args.session_cache_seconds, args.log_level)
+        _run(["-m", "tradepilot", "migrate"], env, workdir)
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        created = _run(["-m", "tradepilot", "admin", "create-user", "--email", email, "--password-stdin"], env,
+                       workdir, stdin=PASSWORD + "\n")
+        user_id = re.search(r"\(id ([0-9a-f-]{36})\)", created).group(1)  # type: ignore[union-attr]
+        port = _free_port()
+        log = workdir / "server.log"
+        server = subprocess.Popen([sys.executable, __file__, "_serve", "--port", str(port)],
+                                  env={**env, "BENCH_USER_ID": user_id}, cwd=workdir, stdout=log.open("w"),
+                                  stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, server, log)
+            results = _benchmark(url, port, email, args, env, workdir)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return _report(results, args, database_url)
+
+
+def _benchmark(url: str, port: int, email: str, args: argparse.Namespace, env: dict[str, str],
+               cwd: Path) -> dict[str, list[dict[str, Any]]]:
+    names = ["no auth", "JWT", "API key"]
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for round_ in range(args.rounds):
+        access, key = _credentials(url, email)
+        variants = {"no auth": (TWIN, ""), "JWT": (ME, f"Authorization: Bearer {access}"),
+                    "API key": (ME, f"X-API-Key: {key}")}
+        order = names[round_ % 3:] + names[:round_ % 3]  # rotate, so no variant always runs first
+        for name in order:
+            path, header = variants[name]
+            run = _measure(port, path, header, args, env, cwd)
+            results[name].append(run)
+            extra = f"  ({run['errors']} not 200: {run['counts']})" if run["errors"] else ""
+            print(f"  round {round_ + 1}/{args.rounds}  {name:<8} {run['rps']:>9.0f} req/s{extra}", flush=True)
+    return results
+
+
+def _report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, database_url: str) -> int:
+    base = statistics.median(r["rps"] for r in results["no auth"])
+    dialect = database_url.split("+", 1)[0].split(":", 1)[0]
+    print()
+    print(f"GET {ME} on uvicorn (1 process), {dialect}, {args.connections} connections, "
+          f"{args.rounds} round(s) x {args.duration:g} s per variant, session cache {args.session_cache_seconds:g} s")
+    print(f"{'variant':<10}{'req/s (median)':>16}{'min':>9}{'max':>9}{'vs no auth':>12}{'errors':>8}")
+    verdict_ok = True
+    for name, runs in results.items():
+        rps = [r["rps"] for r in runs]
+        median = statistics.median(rps)
+        ratio = median / base if base else 0.0
+        errors = sum(r["errors"] for r in runs)
+        mark = ""
+        if name != "no auth":
+            ok = ratio >= TARGET_RATIO and errors == 0
+            verdict_ok &= ok
+            mark = "  ok" if ok else "  BELOW TARGET" if errors == 0 else "  ERRORS"
+        print(f"{name:<10}{median:>16.0f}{min(rps):>9.0f}{max(rps):>9.0f}{ratio:>11.0%}{errors:>8}{mark}")
+    generator = max(r["generator_cpu"] for runs in results.values() for r in runs)
+    print(f"target: authenticated >= {TARGET_RATIO:.0%} of no auth -> {'met' if verdict_ok else 'NOT met'}; "
+          f"load generator used at most {generator:.0%} of a core")
+    return 0
+
+
+def _internal(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["_serve", "_load"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default=ME)
+    parser.add_argument("--header", default="")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    if args.command == "_serve":
+        serve(args.port)
+    else:
+        load(args)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ("_serve", "_load"):
+        raise SystemExit(_internal(sys.argv[1:]))
+    raise SystemExit(main())

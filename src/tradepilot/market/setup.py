@@ -1,0 +1,91 @@
+"""Wiring of the market into a process: ``start_market`` / ``stop_market`` (app lifespan).
+
+Every process gets a :class:`MarketService` (``runtime.services["market"]``) fed by the bus;
+every process also competes for the venue's feed lease, and the one holding it runs the feed
+(:class:`FeedOwner`). In the embedded mode that is simply this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from tradepilot.core.lease import lease_manager
+from tradepilot.market.owner import FeedOwner, lease_name
+from tradepilot.market.service import MarketService
+from tradepilot.market.store import CandleStore
+from tradepilot.market.types import MarketFeed
+
+if TYPE_CHECKING:
+    from tradepilot.config import Settings
+    from tradepilot.core.clock import Clock
+    from tradepilot.runtime import Runtime
+
+logger = logging.getLogger("tradepilot.market")
+
+SERVICE_KEY = "market"
+_OWNER_KEY = "market_owner"
+STOP_TIMEOUT = 15.0
+
+
+def configured_venue(settings: Settings) -> str:
+    """The venue name of the configured feed, without starting it (CLI imports use it)."""
+    if settings.market_feed == "simulated":
+        from tradepilot.market.feeds.simulated import VENUE
+
+        return VENUE
+    from tradepilot.core.clock import LiveClock
+
+    return build_market_feed(settings, LiveClock()).venue
+
+
+def build_market_feed(settings: Settings, clock: Clock) -> MarketFeed:
+    """The feed ``TRADEPILOT_MARKET_FEED`` names (simulated, replay or exchange)."""
+    if settings.market_feed == "simulated":
+        from tradepilot.market.feeds.simulated import SimulatedFeed
+
+        return SimulatedFeed(settings.market_symbols, seed=settings.market_seed, clock=clock,
+                             tick_interval=settings.market_tick_interval_seconds,
+                             backfill_days=settings.market_backfill_days)
+    from tradepilot.market.feeds import build_feed
+
+    return build_feed(settings.market_feed, settings, clock=clock)
+
+
+async def start_market(runtime: Runtime, *, feed: MarketFeed | None = None) -> MarketService:
+    """Start the service (caches from the bus) and the competition for the feed's lease."""
+    feed = feed or build_market_feed(runtime.settings, runtime.clock)
+    store = CandleStore.for_settings(runtime.settings, feed.venue)
+    service = MarketService(runtime, venue=feed.venue, store=store)
+    runtime.services[SERVICE_KEY] = service
+    await service.start()
+    if runtime.settings.market_feed != "exchange" and not service.instruments():
+        # a local feed knows its instruments without asking anyone: usable before the owner writes them
+        service.set_instruments(await feed.instruments())
+    owner = FeedOwner(runtime, feed, service, store)
+    task = asyncio.create_task(lease_manager(runtime).run_while_held(lease_name(feed.venue), owner.run),
+                               name=f"market-feed-{feed.venue}")
+    runtime.services[_OWNER_KEY] = (owner, task)
+    return service
+
+
+async def stop_market(runtime: Runtime) -> None:
+    """Stop the feed (flushing its candles, releasing the lease), then the service."""
+    entry = runtime.services.pop(_OWNER_KEY, None)
+    if entry is not None:
+        _, task = entry
+        task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), STOP_TIMEOUT)
+        except asyncio.TimeoutError:
+            logger.warning("the market feed did not stop in time; leaving it behind")
+    service: MarketService | None = runtime.services.pop(SERVICE_KEY, None)
+    if service is not None:
+        await service.stop()
+
+
+def feed_owner(runtime: Runtime) -> FeedOwner | None:
+    """This process's feed owner object (it runs the feed only while holding the lease)."""
+    entry = runtime.services.get(_OWNER_KEY)
+    return entry[0] if entry else None

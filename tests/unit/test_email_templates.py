@@ -1,0 +1,69 @@
+"""Email templates: every one renders in text and HTML, HTML is escaped, input is checked."""
+
+from __future__ import annotations
+
+import pytest
+from jinja2 import UndefinedError
+
+from tradepilot.email.service import TEMPLATES, TEMPLATES_DIR, EmailRenderer, normalise_recipients
+
+CONTEXTS = {
+    "welcome": {"name": "Ada", "dashboard_url": "https://tp.example/app"},
+    "verify_email": {"name": "Ada", "verify_url": "https://tp.example/verify?t=abc", "expires_hours": 48},
+    "password_reset": {"reset_url": "https://tp.example/reset?t=abc", "expires_minutes": 30},
+    "security_alert": {"event": "New sign-in", "occurred_at": "2026-01-01T00:00:00Z", "ip": "203.0.113.7",
+                       "user_agent": "Firefox"},
+}
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_renders(template: str) -> None:
+    rendered = EmailRenderer(globals_={"public_url": "https://tp.example"}).render(template, CONTEXTS[template])
+    assert rendered.subject and "\n" not in rendered.subject
+    assert rendered.text.startswith("TradePilot\n==========")  # the shared text layout
+    assert "https://tp.example" in rendered.text and "<" not in rendered.text.split("\n")[0]
+    assert rendered.html.startswith("<!DOCTYPE html>") and "</html>" in rendered.html
+    for value in CONTEXTS[template].values():
+        assert str(value) in rendered.text and str(value) in rendered.html
+
+
+def test_a_missing_or_empty_name_is_greeted_generically() -> None:
+    renderer = EmailRenderer()
+    for context in ({}, {"name": None}, {"name": ""}):
+        rendered = renderer.render("welcome", context)
+        assert "Hello there," in rendered.text and "Hello there," in rendered.html and "None" not in rendered.text
+
+
+def test_html_is_escaped_and_text_is_not() -> None:
+    rendered = EmailRenderer().render("security_alert", {"event": "<script>x</script> & more", "occurred_at": "now"})
+    assert "&lt;script&gt;x&lt;/script&gt; &amp; more" in rendered.html and "<script>" not in rendered.html
+    assert "<script>x</script> & more" in rendered.text
+    assert rendered.subject == "Security alert: <script>x</script> & more"
+
+
+def test_a_missing_variable_is_an_error_not_a_blank() -> None:
+    with pytest.raises(UndefinedError):
+        EmailRenderer().render("password_reset", {})
+
+
+def test_template_names_cannot_escape_the_folder() -> None:
+    with pytest.raises(ValueError):
+        EmailRenderer().render("../secrets", {})
+
+
+def test_recipients_are_plain_addresses() -> None:
+    assert normalise_recipients(" ada@example.com ") == ["ada@example.com"]
+    assert normalise_recipients(["a@example.com", "b@example.com"]) == ["a@example.com", "b@example.com"]
+    for bad in ("no-at-sign", "a@example.com\nBcc: x@example.com", "A <a@example.com>", "a@example.com, b@x.io"):
+        with pytest.raises(ValueError):
+            normalise_recipients(bad)
+    with pytest.raises(ValueError):
+        normalise_recipients([])
+
+
+def test_every_template_in_the_folder_has_its_three_parts() -> None:
+    names = {p.name.split(".")[0] for p in TEMPLATES_DIR.iterdir() if not p.name.startswith("base.")}
+    assert set(TEMPLATES) <= names
+    for name in names:
+        for suffix in (".subject.txt", ".txt", ".html"):
+            assert (TEMPLATES_DIR / f"{name}{suffix}").is_file(), f"{name}{suffix} is missing"
