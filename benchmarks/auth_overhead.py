@@ -170,8 +170,8 @@ def _env(workdir: Path, database_url: str, session_cache_seconds: float, log_lev
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None) -> str:
-    out = subprocess.run([sys.executable, *args], env=env, cwd=cwd, input=stdin, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, *args], check=False, env=env, cwd=cwd, input=stdin, capture_output=True,
+                         text=True, timeout=300)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return out.stdout
@@ -206,7 +206,8 @@ def _credentials(url: str, email: str) -> tuple[str, str]:
     return access, key.json()["key"]
 
 
-def _measure(port: int, path: str, header: str, args: argparse.Namespace, env: dict[str, str], cwd: Path) -> dict[str, Any]:
+def _measure(port: int, path: str, header: str, args: argparse.Namespace, env: dict[str, str],
+             cwd: Path) -> dict[str, Any]:
     per_process = max(1, args.connections // args.load_processes)
     procs = [subprocess.Popen([sys.executable, __file__, "_load", "--port", str(port), "--path", path,
                                "--header", header, "--connections", str(per_process), "--warmup", str(args.warmup),

@@ -44,7 +44,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "tradepilot", "serve"], env=env, cwd=cwd,
                                      stdout=self.log.open("w"), stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 120) -> None:  # generous: start-up on a loaded CI machine
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -82,8 +82,8 @@ def test_client_on_replica_a_receives_events_from_replica_b(tmp_path, postgres_d
     tradepilot(["migrate"], env, tmp_path)
     a, b = Server(env, tmp_path), Server(env, tmp_path)
     try:
-        a.wait_ready(timeout=90)
-        b.wait_ready(timeout=90)
+        a.wait_ready(timeout=120)
+        b.wait_ready(timeout=120)
         email, password = f"ws-replica-{uuid.uuid4().hex[:8]}@example.com", "replicas stream together"
         registered = httpx.post(b.url + "/api/auth/register", json={"email": email, "password": password})
         assert registered.status_code == 201, registered.text

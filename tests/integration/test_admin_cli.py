@@ -29,7 +29,7 @@ async def test_create_admin_with_a_generated_password(client, runtime, database_
     out = await _cli(["create-user", "--email", email.upper(), "--admin"], database_url, tmp_path)
     assert out.returncode == 0, out.stderr
     assert f"created admin {email}" in out.stdout and "two-factor" in out.stderr
-    password = re.search(r"^password: (\S+)$", out.stdout, re.M).group(1)  # type: ignore[union-attr]
+    password = re.search(r"^password: (\S+)$", out.stdout, re.MULTILINE).group(1)  # type: ignore[union-attr]
     assert len(password) >= 20
     tokens = await login(client, email, password)
     me = (await client.get("/api/users/me", headers=bearer(tokens))).json()

@@ -87,7 +87,8 @@ async def test_request_stops_revokes_and_schedules_then_cancel_keeps_the_account
         assert (await client.get("/api/users/me", headers=headers)).status_code == 401  # at once
     assert (await client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
     async with runtime.db.session() as session:
-        kinds = list(await session.scalars(select(SecurityEvent.kind).where(SecurityEvent.user_id == uuid.UUID(user["id"]))))
+        kinds = list(await session.scalars(
+            select(SecurityEvent.kind).where(SecurityEvent.user_id == uuid.UUID(user["id"]))))
     assert SecurityEventKind.ACCOUNT_DELETION_REQUESTED in kinds
     notice = [m for m in await sent_mails(runtime, user["email"]) if "scheduled for deletion" in str(m["Subject"])]
     assert len(notice) == 1 and "2026-01-15 00:00 UTC" in text_of(notice[0])
@@ -182,5 +183,6 @@ def test_the_notice_renders_in_every_state(state: str) -> None:
         "state": state, "name": None, "ip": "203.0.113.7", "scheduled_for": "2026-01-15 00:00 UTC",
         "occurred_at": "2026-01-01 00:00 UTC"})
     assert "None" not in mail.text and "Hello there" in mail.text and "<p>Hello there" in mail.html
-    assert {"scheduled": "2026-01-15 00:00 UTC", "cancelled": "is kept", "deleted": "were deleted"}[state] in mail.text
-    assert {"scheduled": "scheduled for deletion", "cancelled": "cancelled", "deleted": "was deleted"}[state] in mail.subject
+    body = {"scheduled": "2026-01-15 00:00 UTC", "cancelled": "is kept", "deleted": "were deleted"}
+    subject = {"scheduled": "scheduled for deletion", "cancelled": "cancelled", "deleted": "was deleted"}
+    assert body[state] in mail.text and subject[state] in mail.subject

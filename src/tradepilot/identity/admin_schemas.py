@@ -46,7 +46,8 @@ class RoleChange(Schema):
 
 
 class SuspensionRequest(Schema):
-    reason: str = Field(min_length=1, max_length=255, description="Kept in the audit log; not shown to the user")
+    reason: str = Field(min_length=1, max_length=255,
+                        description="Kept in the account's security log (its owner can read it once reactivated)")
 
     @field_validator("reason")
     @classmethod

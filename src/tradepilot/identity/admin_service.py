@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.core.errors import Conflict, NotFound, Unprocessable
+from tradepilot.core.errors import BadRequest, Conflict, NotFound
 from tradepilot.identity.admin_schemas import (
     AdminApiKeyView,
     AdminSessionView,
@@ -66,7 +66,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created, user_id = json.loads(raw)
         return datetime.fromisoformat(created), uuid.UUID(user_id)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise Unprocessable("The cursor is not one this endpoint returned.", code="invalid_cursor") from None
+        raise BadRequest("The cursor is not one this endpoint returned.", code="invalid_cursor") from None
 
 
 def _status_filter(status: UserStatus) -> ColumnElement[bool]:
@@ -113,8 +113,7 @@ async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User:
 def _audit(identity: IdentityService, session: AsyncSession, *, admin: AuthUser, target: User, action: str,
            ip: str | None, **details: Any) -> None:
     record_security_event(session, clock=identity.clock, kind=SecurityEventKind.ADMIN_ACTION, user_id=target.id,
-                          ip=ip, details={"action": action, "admin_id": str(admin.id),
-                                          "admin_email": admin.email, **details})
+                          ip=ip, details={"action": action, "admin_id": str(admin.id), **details})
 
 
 async def _commit_and_announce(identity: IdentityService, session: AsyncSession, target: User) -> User:

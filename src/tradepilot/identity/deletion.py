@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -115,7 +115,7 @@ async def purge_due_accounts(runtime: Runtime) -> list[uuid.UUID]:
         try:
             if await _purge_one(runtime, user_id, now):
                 purged.append(user_id)
-        except Exception as exc:  # noqa: BLE001 - one account's failure must not block the others
+        except Exception as exc:
             logger.warning("could not purge account", extra={"target_user_id": str(user_id)}, exc_info=True)
             failure = failure or exc
     if failure is not None:
@@ -123,7 +123,7 @@ async def purge_due_accounts(runtime: Runtime) -> list[uuid.UUID]:
     return purged
 
 
-async def _purge_one(runtime: Runtime, user_id: uuid.UUID, now: Any) -> bool:
+async def _purge_one(runtime: Runtime, user_id: uuid.UUID, now: datetime) -> bool:
     async with runtime.db.transaction() as session:
         # the row lock (PostgreSQL) makes a concurrent cancel wait, or makes us see it
         user = await session.scalar(
@@ -143,7 +143,7 @@ async def _purge_one(runtime: Runtime, user_id: uuid.UUID, now: Any) -> bool:
     try:
         await runtime.bus.publish(Event(topic=Topics.USER_CHANGED, type="user.deleted",
                                         payload={"user_id": str(user_id)}))
-    except Exception:  # noqa: BLE001 - caches expire on their own
+    except Exception:
         logger.warning("could not broadcast the purge; caches expire on their own", exc_info=True)
     logger.info("account purged", extra={"target_user_id": str(user_id)})
     return True

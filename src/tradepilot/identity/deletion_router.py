@@ -12,6 +12,7 @@ from tradepilot.identity import deletion
 from tradepilot.identity.deletion_schemas import DeletionRequest, DeletionStatus
 from tradepilot.identity.deps import CurrentUser, Identity
 from tradepilot.identity.models import User
+from tradepilot.identity.ratelimit import AUTH, limit_class
 
 router = api_router(prefix="/api/users/me", tags=["users"])
 
@@ -21,7 +22,9 @@ def status_of(user: User) -> DeletionStatus:
                           scheduled_for=user.deletion_scheduled_for, grace_days=deletion.DELETION_GRACE_DAYS)
 
 
-@router.delete("", status_code=status.HTTP_202_ACCEPTED, response_model=DeletionStatus)
+# it takes a password: the strict sign-in budget, so a stolen token cannot guess it quickly
+@router.delete("", status_code=status.HTTP_202_ACCEPTED, response_model=DeletionStatus,
+               openapi_extra=limit_class(AUTH))
 async def delete_me(body: DeletionRequest, principal: CurrentUser, db: DbSession, identity: Identity, ip: ClientIP,
                     user_agent: Annotated[str | None, Header()] = None) -> DeletionStatus:
     """Delete your account after a grace period (14 days). Needs your password (and `otp` when
