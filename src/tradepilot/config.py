@@ -122,6 +122,7 @@ class Settings(BaseSettings):
 
     # Market data (market/): which feed, which symbols, the simulated market's seed and history
     market_feed: Literal["simulated", "replay", "exchange"] = "simulated"
+    market_feed_owner: bool = True  # false: never run the feed here, only consume it (API-only replicas)
     market_symbols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"])
     market_seed: int = 20240809

@@ -18,8 +18,15 @@ import talib
 
 from tests.helpers import bearer, new_user
 from tests.market_support import COINBASE_1H, COINBASE_BTC_1M, COINBASE_ETH_1M, candle_rows
+from tests.support import make_settings
+from tradepilot.config import Settings
 from tradepilot.market.importer import import_file
 from tradepilot.market.payloads import rfc3339
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return make_settings(database_url, data_dir=tmp_path / "var", market_feed_owner=True)
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ async def test_trades_reach_the_caches_the_candles_and_the_store(database_url: s
     trades = binance_trades(venue="recorded")
     closing = OrderBook("recorded", "BTC/USDT", 1, ((Decimal("61650"), Decimal(1)),),
                         ((Decimal("61651"), Decimal(1)),), trades[-1].ts + timedelta(seconds=1))
-    runtime = await _start(make_settings(database_url, data_dir=tmp_path), feed=RecordedFeed([*trades, closing]))
+    runtime = await _start(make_settings(database_url, data_dir=tmp_path, market_feed_owner=True), feed=RecordedFeed([*trades, closing]))
     service = runtime.services["market"]
     try:
         await _until(lambda: len([b for b in service.live_bars("BTC/USDT", "1m") if b.closed]) == 4)
@@ -89,7 +89,8 @@ async def test_trades_reach_the_caches_the_candles_and_the_store(database_url: s
 
 
 async def test_one_process_owns_the_feed_and_another_takes_over(sqlite_template, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = make_settings(sqlite_template.fresh(tmp_path), data_dir=tmp_path / "var", lease_ttl_seconds=1.5)
+    settings = make_settings(sqlite_template.fresh(tmp_path), data_dir=tmp_path / "var", lease_ttl_seconds=1.5,
+                             market_feed_owner=True)
     a = await _start(settings)
     b = await _start(settings)
     try:
@@ -111,7 +112,7 @@ async def test_one_process_owns_the_feed_and_another_takes_over(sqlite_template,
 
 @pytest.mark.redis
 async def test_replicas_report_the_same_last_price(database_url: str, redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = make_settings(database_url, data_dir=tmp_path, redis_url=redis_url)
+    settings = make_settings(database_url, data_dir=tmp_path, redis_url=redis_url, market_feed_owner=True)
     a = await _start(settings)
     b = await _start(settings)
     try:

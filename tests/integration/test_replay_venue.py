@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif("market_replay_paths" not in Settings.model_fiel
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return support.make_settings(database_url, data_dir=tmp_path / "var", market_feed="replay",
+    return support.make_settings(database_url, data_dir=tmp_path / "var", market_feed="replay", market_feed_owner=True,
                                  market_replay_paths=[str(CAPTURE)], market_replay_speed=0.0,
                                  market_replay_loop=False, market_replay_rebase_time=False)
 

@@ -224,7 +224,9 @@ class JobExecutor:
         values: dict[str, Any] = {"progress": fraction}
         if message is not None:
             values["progress_message"] = message[:500]
-        cancel_requested = await self._touch(claim, values)
+        # shielded: a handler cancelled mid-write must not leave a transaction half-closed
+        # (on SQLite that would hold the write lock the shutdown release needs)
+        cancel_requested = await asyncio.shield(self._touch(claim, values))
         if cancel_requested is None:
             raise JobLost(f"job {claim.job_id} is no longer owned by this worker")
         if cancel_requested:
@@ -288,7 +290,22 @@ class JobExecutor:
             self._count(claim, status)
 
     async def _release(self, claim: _Claim) -> None:
-        """Put a job interrupted by shutdown back in the queue; the attempt does not count."""
+        """Put a job interrupted by shutdown back in the queue; the attempt does not count.
+
+        Retried a few times: a release that fails leaves the job ``running`` until the reaper
+        notices the dead worker, which delays it by minutes.
+        """
+        for attempt in range(3):
+            try:
+                await self._release_once(claim)
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                logger.warning("job release failed; retrying", exc_info=True, extra=_log_extra(claim))
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _release_once(self, claim: _Claim) -> None:
         async with self.runtime.db.transaction() as session:
             job = await self._locked(session, claim)
             if job is None:

@@ -178,7 +178,9 @@ class MarketService:
     # -- bus handlers (every replica) -----------------------------------------------------
 
     async def _on_trade(self, event: Event) -> None:
-        trade = payloads.trade_from_payload(event.payload)
+        trade = _decoded(payloads.trade_from_payload, event)
+        if trade is None:
+            return
         if trade.venue != self.venue:
             return
         ids = self._trade_ids.setdefault(trade.symbol, set())
@@ -194,7 +196,9 @@ class MarketService:
             _safely(callback, trade)
 
     async def _on_book(self, event: Event) -> None:
-        book = payloads.book_from_payload(event.payload)
+        book = _decoded(payloads.book_from_payload, event)
+        if book is None:
+            return
         if book.venue != self.venue:
             return
         current = self._books.get(book.symbol)
@@ -205,7 +209,9 @@ class MarketService:
             _safely(callback, book)
 
     async def _on_ticker(self, event: Event) -> None:
-        ticker = payloads.ticker_from_payload(event.payload)
+        ticker = _decoded(payloads.ticker_from_payload, event)
+        if ticker is None:
+            return
         if ticker.venue != self.venue:
             return
         current = self._tickers.get(ticker.symbol)
@@ -217,7 +223,9 @@ class MarketService:
         self._ticker_seen.set()
 
     async def _on_candle(self, event: Event) -> None:
-        bar = payloads.candle_from_payload(event.payload)
+        bar = _decoded(payloads.candle_from_payload, event)
+        if bar is None:
+            return
         bars = self._bars.setdefault((bar.symbol, bar.timeframe), OrderedDict())
         key = to_ms(bar.open_time)
         newest = next(reversed(bars)) if bars else None
@@ -230,6 +238,15 @@ class MarketService:
     def closed_live_bars(self) -> dict[tuple[str, str], list[Bar]]:
         """Closed bars heard on the bus, per (symbol, timeframe): a new owner stores them first."""
         return {key: [b for b in bars.values() if b.closed] for key, bars in self._bars.items()}
+
+
+def _decoded(decode: Callable[[dict[str, Any]], Any], event: Event) -> Any:
+    """The event's payload decoded, or None (logged) when it is not a market payload we publish."""
+    try:
+        return decode(event.payload)
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        logger.debug("ignoring a malformed market event", extra={"topic": event.topic, "event_id": event.id})
+        return None
 
 
 def _safely(callback: Callable[[Any], None], value: Any) -> None:

@@ -63,6 +63,8 @@ async def start_market(runtime: Runtime, *, feed: MarketFeed | None = None) -> M
     if runtime.settings.market_feed != "exchange" and not service.instruments():
         # a local feed knows its instruments without asking anyone: usable before the owner writes them
         service.set_instruments(await feed.instruments())
+    if not runtime.settings.market_feed_owner:
+        return service  # a consumer only: another process runs the feed
     owner = FeedOwner(runtime, feed, service, store)
     task = asyncio.create_task(lease_manager(runtime).run_while_held(lease_name(feed.venue), owner.run),
                                name=f"market-feed-{feed.venue}")
