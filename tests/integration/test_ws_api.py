@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +18,8 @@ from tests.integration.ws_helpers import authed, register, uvicorn_server, ws_cl
 from tests.support import make_settings
 from tradepilot.config import Settings
 from tradepilot.core.events import Event, Topics
+from tradepilot.market import payloads
+from tradepilot.market.types import OrderBook, Ticker
 from tradepilot.runtime import Runtime
 from tradepilot.streaming.book import apply_delta
 
@@ -214,15 +219,29 @@ async def test_symbols_are_checked_and_snapshots_come_from_the_market_service(
         address: str, client: httpx.AsyncClient, runtime: Runtime) -> None:
     market = runtime.services["market"]
     symbol = market.instruments()[0].symbol
+    now = datetime.now(UTC)
+    # what a feed owner (another replica) publishes: the service caches it from the bus
+    await runtime.bus.publish(payloads.ticker_event(Ticker(
+        venue=market.venue, symbol=symbol, bid=Decimal("99.5"), ask=Decimal("100.5"), last=Decimal("100"),
+        open_24h=None, high_24h=None, low_24h=None, volume_24h=Decimal("12"), change_24h_pct=None, ts=now)))
+    await runtime.bus.publish(payloads.book_event(OrderBook(
+        venue=market.venue, symbol=symbol, seq=7, bids=((Decimal("99.5"), Decimal("2")),),
+        asks=((Decimal("100.5"), Decimal("3")),), ts=now)))
+    deadline = time.monotonic() + 5
+    while market.ticker(symbol) is None or market.order_book(symbol) is None:
+        assert time.monotonic() < deadline, "the market service never cached the published events"
+        await asyncio.sleep(0.01)
     token, _ = await register(client)
     async with contextlib.AsyncExitStack() as stack:
         ws = await authed(address, token, stack)
         await ws.subscribe("ticker:NOPE/USDT", f"ticker:{symbol}", f"orderbook:{symbol}")
         error = await ws.expect_type("error")
         assert error["code"] == "unknown_symbol" and error["channel"] == "ticker:NOPE/USDT"
-        assert (await ws.expect_type("ticker", timeout=10))["channel"] == f"ticker:{symbol}"
+        tick = await ws.expect_type("ticker", timeout=10)  # the cached ticker, without waiting for the next
+        assert tick["channel"] == f"ticker:{symbol}" and tick["data"]["last"] == "100"
         snap = await ws.expect_type("snapshot", timeout=10)
         assert snap["channel"] == f"orderbook:{symbol}" and snap["seq"] == 1
+        assert snap["data"]["bids"] == [["99.5", "2"]] and snap["data"]["asks"] == [["100.5", "3"]]
 
 
 # --- heartbeats and pushes -------------------------------------------------------------------
