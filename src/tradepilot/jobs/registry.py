@@ -17,6 +17,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "tradepilot.email.delivery",
     "tradepilot.identity.recovery",
     "tradepilot.identity.deletion",
+    "tradepilot.identity.idempotency",
 )
 
 
