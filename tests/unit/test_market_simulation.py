@@ -145,3 +145,23 @@ async def test_live_market_books_and_trades_are_consistent(tmp_path) -> None:  #
     # trades carry strictly increasing ids and the feed's timestamps
     assert all(int(b.id) > int(a.id) for a, b in zip(trades, trades[1:], strict=False))
     assert trades[-1].ts <= clock.now()
+
+
+async def test_a_stopped_feed_starts_again_when_prepared_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The owner stops the feed when it loses the lease and prepares it again when it regains it."""
+    clock = TestClock(datetime(2026, 3, 1, 12, 0, 10, tzinfo=timezone.utc))
+    feed = SimulatedFeed(SYMBOLS[:1], seed=5, clock=clock, tick_interval=0.5, backfill_days=0.05)
+    store = CandleStore(tmp_path, "simulated")
+    await feed.prepare(store)
+    await feed.history  # type: ignore[misc]
+    await feed.stop()
+    assert [e async for e in feed.events()] == []  # stopped: the live loop ends at once
+    clock.advance(120)
+    await feed.prepare(store)
+    await feed.history  # type: ignore[misc]
+    stream = feed.events()
+    clock.advance(0.5)
+    first = await anext(stream)
+    assert first.symbol == "BTC/USDT"
+    await feed.stop()
+    await stream.aclose()

@@ -109,6 +109,9 @@ class SimulatedFeed:
         Returns once the live market can start; the bulk of a first back-fill keeps being
         written in a thread (``self.history``).
         """
+        # a feed stopped when its owner lost the lease starts again when the lease comes back
+        self._stopping = False
+        self._history_stop = threading.Event()
         now = self.clock.now()
         plan: HistoryPlan = await asyncio.to_thread(
             plan_history, self.specs, store, seed=self.seed, now_ms=to_ms(now), days=self.backfill_days, fence=fence)
