@@ -74,7 +74,9 @@ class PostgresWorkerDatabase:
     def __init__(self, base_url: str) -> None:
         base, _, name = base_url.rpartition("/")
         self.admin_url = base_url
-        self.name = f"{name}_{worker_id()}"[:63]
+        # unique per run, so two runs against one server never drop each other's databases
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:6] or f"p{os.getpid()}"
+        self.name = f"{name}_{run}_{worker_id()}"[:63]
         self.url = f"{base}/{self.name}"
         off_loop(asyncio.run, self._create())
         off_loop(migrate.upgrade, self.url)

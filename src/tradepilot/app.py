@@ -68,6 +68,7 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.market.router import router as market_router
     from tradepilot.ops.router import router as ops_router
     from tradepilot.streaming.router import router as streaming_router
+    from tradepilot.trading.router import router as trading_router
 
     app.include_router(ops_router)
     app.include_router(identity_router)
@@ -80,6 +81,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(jobs_router)
     app.include_router(market_router)
     app.include_router(streaming_router)
+    app.include_router(trading_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
@@ -89,9 +91,11 @@ async def start_runtime(runtime: Runtime) -> None:
     from tradepilot.market.setup import start_market
     from tradepilot.core.outbox_setup import start_outbox
     from tradepilot.streaming.setup import start_streaming
+    from tradepilot.trading.setup import start_trading
 
     await runtime.bus.start()
     await start_identity(runtime)
+    await start_trading(runtime)  # after identity: it adds a registration hook
     await start_streaming(runtime)
     await start_outbox(runtime)
     await start_jobs(runtime)

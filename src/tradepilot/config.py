@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -147,6 +148,11 @@ class Settings(BaseSettings):
     market_exchange_rest_url: str | None = None
     market_exchange_ws_url: str | None = None
 
+    # Paper trading (trading/): every user's default paper account starts with this balance
+    # of this asset, and POST /api/trading/accounts/{id}/reset returns an account to it.
+    paper_starting_balance: Decimal = Decimal(10000)
+    paper_quote_asset: str = "USDT"
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
@@ -203,6 +209,29 @@ class Settings(BaseSettings):
                     out.append(symbol)
             return out
         return value
+
+    @field_validator("paper_starting_balance", mode="before")
+    @classmethod
+    def _check_paper_starting_balance(cls, value: object) -> object:
+        from tradepilot.core.money import PrecisionLossError, parse_decimal
+
+        if isinstance(value, float):  # a Python default or override, never an env string
+            raise ValueError("must be an exact decimal (a string or an integer), not a float")
+        try:
+            amount = parse_decimal(value)
+        except PrecisionLossError as exc:
+            raise ValueError(f"must be a decimal number with at most 18 decimal places ({exc})") from None
+        if amount < 0:
+            raise ValueError("must not be negative")
+        return amount
+
+    @field_validator("paper_quote_asset", mode="before")
+    @classmethod
+    def _check_paper_quote_asset(cls, value: object) -> object:
+        asset = str(value).strip().upper()
+        if not (2 <= len(asset) <= 16 and asset.isascii() and asset.isalnum()):
+            raise ValueError(f"{value!r} is not an asset code such as USDT (2-16 letters or digits)")
+        return asset
 
     @field_validator("database_url")
     @classmethod

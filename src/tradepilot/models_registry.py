@@ -1,6 +1,7 @@
 """Imports every domain's models so that Alembic and the tests see the whole schema."""
 
 from tradepilot.core import outbox_models as _outbox  # noqa: F401
+from tradepilot.core import idempotency_models as _idempotency  # noqa: F401
 from tradepilot.core import lease_models as _lease  # noqa: F401
 from tradepilot.core.db import Base
 from tradepilot.identity import guard_models as _guard  # noqa: F401
@@ -8,5 +9,6 @@ from tradepilot.identity import models as _identity  # noqa: F401
 from tradepilot.identity import twofactor_models as _twofactor  # noqa: F401
 from tradepilot.jobs import models as _jobs  # noqa: F401
 from tradepilot.market import models as _market  # noqa: F401
+from tradepilot.trading import models as _trading  # noqa: F401
 
 metadata = Base.metadata

@@ -1,5 +1,10 @@
 """Two server processes sharing PostgreSQL and Redis: a WebSocket client on replica A gets a
-user event emitted on replica B (through B's outbox) and a market event published on B."""
+user event emitted on replica B (through B's outbox) and the market data of the feed, which only
+B runs (A is started with ``TRADEPILOT_MARKET_FEED_OWNER=false``).
+
+The client never relies on the order of messages from different sources (an account event and a
+ticker travel independently): it reads until everything it waits for has arrived.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +14,27 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
 from websockets.asyncio.client import connect
 
 from tests.e2e.servers import Server, server_env, tradepilot
 from tests.support import worker_id
+from tradepilot.core.outbox_models import OutboxEvent
 
 pytestmark = pytest.mark.slow
 
 # Runs in a separate process with replica B's settings (another replica as far as the bus and
-# the database can tell): emits through the outbox, publishes the event and a ticker on the bus.
+# the database can tell): emits through the outbox and publishes the event on the bus.
 EMIT_ON_B = """
 import asyncio, sys, uuid
 from tradepilot.config import load_settings
-from tradepilot.core.events import Event, Topics
+from tradepilot.core.events import Topics
 from tradepilot.core.outbox import emit
 from tradepilot.runtime import build_runtime
 
@@ -38,8 +48,6 @@ async def main(user_id):
         # publish it from this process too, as the relay does (whichever replica holds its lease
         # publishes it again: the client must see it once)
         await runtime.bus.publish(event)
-        await runtime.bus.publish(Event(topic=Topics.market("ticker", "BTC-USDT"), type="ticker.updated",
-                                        payload={"symbol": "BTC/USDT", "last": "123.45"}))
     finally:
         await runtime.bus.stop()
         await runtime.redis.aclose()
@@ -49,28 +57,56 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-async def _client_on_a(url: str, token: str, emit_on_b) -> list[dict]:  # type: ignore[no-untyped-def]
+async def _published_at(database_url: str, event_id: str, timeout: float = 30.0) -> datetime:
+    """When the outbox relay (on whichever replica holds its lease) marked the event published:
+    it publishes first, then marks."""
+    engine = create_async_engine(database_url)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                async with engine.connect() as conn:
+                    published = await conn.scalar(select(OutboxEvent.published_at).where(OutboxEvent.id == event_id))
+                if published is not None:
+                    return published
+                await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
+
+
+async def _client_on_a(url: str, token: str, emit_on_b: Callable[[], None], database_url: str) -> list[dict]:
     seen: list[dict] = []
+
+    def received(type_: str) -> list[dict]:
+        return [m for m in seen if m["type"] == type_]
+
     async with connect(url.replace("http://", "ws://") + "/api/ws", open_timeout=5) as ws:
 
-        async def expect(type_: str, timeout: float = 60.0, **data: str) -> dict:
-            deadline = time.monotonic() + timeout
-            while True:
-                message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-                seen.append(message)
-                if message["type"] == type_ and all(message["data"].get(k) == v for k, v in data.items()):
-                    return message
+        async def until(done: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+            """Read messages, whatever their order, until ``done()``."""
+            try:
+                async with asyncio.timeout(timeout):
+                    while not done():
+                        message = json.loads(await ws.recv())
+                        assert message["type"] != "error", message
+                        seen.append(message)
+            except TimeoutError:
+                raise AssertionError(f"no {what} within {timeout} s; got {[m['type'] for m in seen]}") from None
 
         await ws.send(json.dumps({"type": "auth", "token": token}))
-        await expect("authenticated")
+        await until(lambda: bool(received("authenticated")), "authentication")
         await ws.send(json.dumps({"type": "subscribe", "channels": ["account", "ticker:BTC/USDT"]}))
-        await expect("subscribed")
-        await expect("subscribed")
+        # a ticker on A, which runs no feed, came from B's feed over the bus
+        await until(lambda: len(received("subscribed")) == 2 and bool(received("ticker")), "subscriptions and a ticker")
         await asyncio.to_thread(emit_on_b)
-        await expect("ticker", last="123.45")  # the simulated feed's tickers have other prices
-        await expect("event")
+        emitted = datetime.now(timezone.utc)  # B's own publication of the event is done
+        await until(lambda: bool(received("event")), "account event")
+        # The relay publishes the event a second time. Wait until it has, then for a ticker B's feed
+        # published after that: the bus delivers in publication order, so a second copy would be here.
+        barrier = max(emitted, await _published_at(database_url, received("event")[0]["data"]["id"]))
+        await until(lambda: any(datetime.fromisoformat(m["data"]["ts"]) > barrier for m in received("ticker")),
+                    "ticker published after both copies of the event")
         await ws.send(json.dumps({"type": "ping"}))
-        await expect("pong", timeout=10)
+        await until(lambda: bool(received("pong")), "pong", timeout=10)
     return seen
 
 
@@ -80,7 +116,8 @@ def test_client_on_replica_a_receives_events_from_replica_b(tmp_path, postgres_d
     env = server_env(database_url=postgres_database.url, redis_url=redis_url,
                      redis_prefix=f"tpe2e:{worker_id()}:{time.time_ns()}:", market_backfill_days="1")
     tradepilot(["migrate"], env, tmp_path)
-    a, b = Server(env, tmp_path), Server(env, tmp_path)
+    # A only consumes the market: everything market it streams was published by B's feed
+    a, b = Server({**env, "TRADEPILOT_MARKET_FEED_OWNER": "false"}, tmp_path), Server(env, tmp_path)
     try:
         a.wait_ready(timeout=120)
         b.wait_ready(timeout=120)
@@ -95,10 +132,16 @@ def test_client_on_replica_a_receives_events_from_replica_b(tmp_path, postgres_d
                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
             assert out.returncode == 0, out.stderr
 
-        seen = asyncio.run(_client_on_a(a.url, token["access_token"], emit_on_b))
+        seen = asyncio.run(_client_on_a(a.url, token["access_token"], emit_on_b, postgres_database.url))
         events = [m for m in seen if m["type"] == "event"]
         assert len(events) == 1  # published twice (by "B" and by the relay), delivered once
-        assert events[0]["seq"] == 1 and events[0]["data"]["payload"]["client_order_id"] == "from-b"
+        tickers = [m for m in seen if m["type"] == "ticker"]
+        assert all(t["data"]["venue"] == "simulated" and t["data"]["symbol"] == "BTC/USDT" for t in tickers)
+        assert [t["seq"] for t in tickers] == sorted(t["seq"] for t in tickers)
+        [subscribed] = [m for m in seen if m["type"] == "subscribed" and m.get("channel") == "account"]
+        # registration's own events (the default trading account) came before: count from there
+        assert events[0]["seq"] == subscribed["seq"] + 1
+        assert events[0]["data"]["payload"]["client_order_id"] == "from-b"
         # a logout on B closes the socket on A
         closed = asyncio.run(_closed_after_logout(a.url, b.url, token["access_token"]))
         assert closed == (4001, "session_ended")

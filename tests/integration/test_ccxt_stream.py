@@ -3,12 +3,21 @@
 The books ccxt.pro builds (REST snapshot + diff stream) must equal the replay feed's rebuild
 of the same capture (market/feeds/depth.py) at the same update ids — also across a dropped
 connection and a lost diff.
+
+Timing: ccxt's REST calls wait for its client-side rate limiter, which charges Binance's
+request weights (``exchangeInfo`` 0.2 s, a 1,000-level ``depth`` snapshot 0.5 s, ``trades``
+0.1 s), so the first snapshot, a resync's snapshot and a trade backfill arrive up to ~0.7 s
+after the stream has started. The fake market meanwhile keeps moving. So a fault that is
+about the live book (a dropped connection, a lost diff) is injected only once the feed
+delivers books, and every test reads the feed until what it is about has happened (a fresh
+snapshot, a resync, the trade after a hole) — never just a fixed number of events.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -43,31 +52,70 @@ def reference() -> dict[str, Any]:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBinance]:
-    server = await FakeBinance(speed=200).start()
+    # 20x the recorded pace: the 90 s capture lasts ~5 s, and the ~0.7 s a rate-limited REST call
+    # can wait is ~14 s of market (~250 trades), well inside the 1,000 trades /trades returns
+    server = await FakeBinance(speed=20).start()
     server.player.wait_for = {"btcusdt@depth", "btcusdt@trade"}  # the market moves once both are watched
     yield server
     await server.stop()
 
 
-def diff_ids(fake: FakeBinance) -> list[int]:
-    return [b["data"]["u"] for _, b in fake.player.records if b.get("data", {}).get("e") == "depthUpdate"]
+def depth_requests(fake: FakeBinance) -> int:
+    return [name for name, _ in fake.requests].count("depth")
+
+
+def next_diff_id(fake: FakeBinance) -> int:
+    """The final update id of the next diff the fake has not played yet."""
+    return next(b["data"]["u"] for _, b in fake.player.records[fake.player.position:]
+                if b.get("data", {}).get("e") == "depthUpdate")
+
+
+def new_feed(fake: FakeBinance) -> ExchangeFeed:
+    return ExchangeFeed(ExchangeFeedConfig(rest_url=fake.rest_url, ws_url=fake.ws_url, depth=DEPTH,
+                                           backoff_initial_seconds=0.01, backoff_max_seconds=0.05))
+
+
+class FeedRun:
+    """A feed being read: the books and trades it delivered so far."""
+
+    def __init__(self, fake: FakeBinance, feed: ExchangeFeed | None = None) -> None:
+        self.fake = fake
+        self.feed = feed or new_feed(fake)
+        self.books: list[OrderBook] = []
+        self.trades: list[Trade] = []
+        self._events = self.feed.events().__aiter__()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        """Read events until ``condition()`` holds (checked after each one)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    event = await self._events.__anext__()
+                    (self.books if isinstance(event, OrderBook) else self.trades).append(event)  # type: ignore[arg-type]
+        except TimeoutError:
+            raise AssertionError(
+                f"not reached in {timeout} s: {len(self.books)} books, {len(self.trades)} trades, "
+                f"{self.feed.stats}, requests {[name for name, _ in self.fake.requests]}") from None
+
+    async def close(self) -> None:
+        await self.feed.stop()
+        await self._events.aclose()  # type: ignore[attr-defined]
+
+
+@asynccontextmanager
+async def feed_run(fake: FakeBinance, feed: ExchangeFeed | None = None) -> AsyncIterator[FeedRun]:
+    run = FeedRun(fake, feed)
+    try:
+        yield run
+    finally:
+        await run.close()
 
 
 async def run_feed(fake: FakeBinance, books: int, feed: ExchangeFeed | None = None,
                    ) -> tuple[ExchangeFeed, list[OrderBook], list[Trade]]:
-    feed = feed or ExchangeFeed(ExchangeFeedConfig(rest_url=fake.rest_url, ws_url=fake.ws_url, depth=DEPTH,
-                                                   backoff_initial_seconds=0.01, backoff_max_seconds=0.05))
-    got_books: list[OrderBook] = []
-    got_trades: list[Trade] = []
-    events = feed.events().__aiter__()
-    try:
-        while len(got_books) < books:
-            event = await asyncio.wait_for(events.__anext__(), timeout=30)
-            (got_books if isinstance(event, OrderBook) else got_trades).append(event)  # type: ignore[arg-type]
-    finally:
-        await feed.stop()
-        await events.aclose()  # type: ignore[attr-defined]
-    return feed, got_books, got_trades
+    async with feed_run(fake, feed) as run:
+        await run.until(lambda: len(run.books) >= books)
+    return run.feed, run.books, run.trades
 
 
 def assert_books_match(books: list[OrderBook], reference: dict[str, Any], snapshots: int) -> None:
@@ -112,10 +160,16 @@ async def test_exchange_feed_books_and_trades_equal_the_replay(fake: FakeBinance
 
 
 async def test_reconnects_after_the_server_drops_the_connection(fake: FakeBinance, reference: dict[str, Any]) -> None:
-    fake.player.drop_after = 200
-    feed, books, trades = await run_feed(fake, books=200)
+    async with feed_run(fake) as run:
+        await run.until(lambda: len(run.books) >= 50)  # live on the first snapshot
+        mark, trades_before = fake.player.last_update_id, len(run.trades)
+        fake.player.drop_after = fake.player.sent + 1  # the server closes every connection after its next message
+        # at most one book beyond `mark` predates the drop: the rest are built on the snapshot fetched after it
+        await run.until(lambda: depth_requests(fake) >= 2 and sum(b.seq > mark for b in run.books) >= 100
+                        and len(run.trades) >= trades_before + 50)
+    feed, books, trades = run.feed, run.books, run.trades
     assert feed.stats.reconnects >= 1 and "closed" in (feed.stats.last_error or "")
-    assert [name for name, _ in fake.requests].count("depth") == 2  # a fresh snapshot after reconnecting
+    assert depth_requests(fake) == 2  # a fresh snapshot after reconnecting
     assert_books_match(books, reference, snapshots=2)
     ids = [int(t.id) for t in trades]
     assert ids == list(range(ids[0], ids[0] + len(ids)))  # nothing lost or repeated across the reconnect
@@ -123,11 +177,14 @@ async def test_reconnects_after_the_server_drops_the_connection(fake: FakeBinanc
 
 
 async def test_a_lost_diff_is_detected_and_the_book_resynced(fake: FakeBinance, reference: dict[str, Any]) -> None:
-    lost = diff_ids(fake)[120]
-    fake.player.skip_diff_at = lost
-    feed, books, _ = await run_feed(fake, books=200)
+    async with feed_run(fake) as run:
+        await run.until(lambda: len(run.books) >= 20)  # live on the first snapshot
+        lost = next_diff_id(fake)  # newer than that snapshot, so only the stream can miss it
+        fake.player.skip_diff_at = lost
+        await run.until(lambda: run.feed.stats.resyncs >= 1 and sum(b.seq > lost for b in run.books) >= 100)
+    feed, books = run.feed, run.books
     assert feed.stats.resyncs == 1 and feed.stats.reconnects == 0
-    assert [name for name, _ in fake.requests].count("depth") == 2
+    assert depth_requests(fake) == 2
     assert lost not in {b.seq for b in books}
     assert books[-1].seq > lost
     assert_books_match(books, reference, snapshots=2)  # never a book built over the hole
@@ -136,19 +193,23 @@ async def test_a_lost_diff_is_detected_and_the_book_resynced(fake: FakeBinance, 
 async def test_missed_trades_are_backfilled_in_order(fake: FakeBinance, reference: dict[str, Any]) -> None:
     recorded = [b["data"]["t"] for _, b in fake.player.records if b.get("data", {}).get("e") == "trade"]
     fake.player.skip_trade_ids = {recorded[60], recorded[61], recorded[62]}
-    feed, _, trades = await run_feed(fake, books=200)
+    async with feed_run(fake) as run:
+        # the trade after the hole is delivered only once the hole has been dealt with
+        await run.until(lambda: bool(run.trades) and int(run.trades[-1].id) >= recorded[63])
+    feed, trades = run.feed, run.trades
     assert (feed.stats.trade_gaps, feed.stats.trades_backfilled, feed.stats.trades_lost) == (1, 3, 0)
     ids = [int(t.id) for t in trades]
     assert ids == list(range(ids[0], ids[0] + len(ids)))
     assert {recorded[60], recorded[61], recorded[62]} <= set(ids)
     assert ("trades", {"symbol": "BTCUSDT", "limit": "1000"}) in fake.requests
+    assert all(_same_trade(t, reference["trades"][t.id]) for t in trades)
 
 
 async def test_a_crossed_book_is_thrown_away_and_resubscribed(fake: FakeBinance, reference: dict[str, Any]) -> None:
     fake.player.crossed_snapshots = 1  # the first snapshot is corrupt: ccxt builds a crossed book on it
     feed, books, _ = await run_feed(fake, books=100)
     assert feed.stats.resyncs >= 1 and "crossed" in (feed.stats.last_error or "")
-    assert [name for name, _ in fake.requests].count("depth") >= 2
+    assert depth_requests(fake) >= 2
     assert all(b.bids[0][0] < b.asks[0][0] for b in books)  # none of the crossed ones got out
     assert_books_match(books, reference, snapshots=2)
 

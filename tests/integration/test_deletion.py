@@ -155,7 +155,8 @@ async def test_the_scheduler_runs_the_purge(clocked) -> None:  # type: ignore[no
     assert not await _user_exists(runtime, user["id"])
     async with runtime.db.session() as session:
         runs = list(await session.scalars(select(Job).where(Job.kind == deletion.PURGE_JOB)))
-    assert runs and all(r.status == "succeeded" for r in runs) and set(fired) <= {r.id for r in runs}
+    # other hourly schedules fire too; the purge is among what this tick fired
+    assert runs and all(r.status == "succeeded" for r in runs) and set(fired) & {r.id for r in runs}
     assert any((r.result or {}).get("purged") == 1 for r in runs)
 
 

@@ -12,7 +12,7 @@ from tradepilot.core.schemas import Schema
 
 Scope = Literal["read", "trade", "admin"]
 LimitName = Literal["requests_per_minute", "open_orders", "running_strategies", "alerts", "api_keys",
-                    "ai_calls_per_day", "backtest_bars", "websocket_subscriptions"]
+                    "ai_calls_per_day", "backtest_bars", "websocket_subscriptions", "trading_accounts"]
 
 
 class UserSettings(Schema):

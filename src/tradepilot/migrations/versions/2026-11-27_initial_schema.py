@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 20:09:23.651445
+Create Date: 2026-11-27 21:27:20.246392
 """
 
 from __future__ import annotations
@@ -29,6 +29,28 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('consumed_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_consumed_event_consumed_at'), ['consumed_at'], unique=False)
+
+    op.create_table('idempotency_record',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('owner', sa.String(length=64), nullable=False),
+    sa.Column('method', sa.String(length=8), nullable=False),
+    sa.Column('route', sa.String(length=255), nullable=False),
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('locked_until', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('response_status', sa.Integer(), nullable=True),
+    sa.Column('response_headers', sa.JSON(), nullable=True),
+    sa.Column('response_body', sa.LargeBinary(), nullable=True),
+    sa.Column('created_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_idempotency_record')),
+    sa.UniqueConstraint('owner', 'method', 'route', 'key', name=op.f('uq_idempotency_record_owner_method_route_key'))
+    )
+    with op.batch_alter_table('idempotency_record', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_idempotency_record_created_at'), ['created_at'], unique=False)
+        batch_op.create_index('ix_idempotency_record_state_created', ['state', 'created_at'], unique=False)
 
     op.create_table('lease',
     sa.Column('name', sa.String(length=128), nullable=False),
@@ -202,6 +224,28 @@ def upgrade() -> None:
     with op.batch_alter_table('security_event', schema=None) as batch_op:
         batch_op.create_index('ix_security_event_user_created', ['user_id', 'created_at'], unique=False)
 
+    op.create_table('trading_account',
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('venue', sa.String(length=64), nullable=False),
+    sa.Column('quote_currency', sa.String(length=16), nullable=False),
+    sa.Column('margin_mode', sa.String(length=16), nullable=False),
+    sa.Column('is_default', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('starting_balance', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('ledger_seq', sa.Integer(), nullable=False),
+    sa.Column('created_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_trading_account_user_id_user_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_account'))
+    )
+    with op.batch_alter_table('trading_account', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_trading_account_user_id'), ['user_id'], unique=False)
+        batch_op.create_index('uq_trading_account_user_default', ['user_id'], unique=True, sqlite_where=sa.text('is_default'), postgresql_where=sa.text('is_default'))
+
     op.create_table('two_factor_email_code',
     sa.Column('user_id', sa.Uuid(), nullable=False),
     sa.Column('code_hash', sa.String(length=64), nullable=False),
@@ -245,6 +289,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_user_session_user_id'), ['user_id'], unique=False)
         batch_op.create_index('ix_user_session_user_live', ['user_id', 'revoked_at'], unique=False)
 
+    op.create_table('ledger_transaction',
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
+    sa.Column('reference_type', sa.String(length=32), nullable=True),
+    sa.Column('reference_id', sa.String(length=64), nullable=True),
+    sa.Column('dedupe_key', sa.String(length=128), nullable=True),
+    sa.Column('memo', sa.String(length=200), nullable=True),
+    sa.Column('created_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['trading_account.id'], name=op.f('fk_ledger_transaction_account_id_trading_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_transaction')),
+    sa.UniqueConstraint('account_id', 'dedupe_key', name=op.f('uq_ledger_transaction_account_id_dedupe_key')),
+    sa.UniqueConstraint('account_id', 'seq', name=op.f('uq_ledger_transaction_account_id_seq'))
+    )
+    with op.batch_alter_table('ledger_transaction', schema=None) as batch_op:
+        batch_op.create_index('ix_ledger_transaction_reference', ['reference_type', 'reference_id'], unique=False)
+
     op.create_table('refresh_token',
     sa.Column('session_id', sa.Uuid(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
@@ -267,16 +329,51 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['schedule_name'], ['schedule.name'], name=op.f('fk_schedule_firing_schedule_name_schedule'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('schedule_name', 'fire_at', name=op.f('pk_schedule_firing'))
     )
+    op.create_table('trading_balance',
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('asset', sa.String(length=16), nullable=False),
+    sa.Column('free', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('locked', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('updated_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['trading_account.id'], name=op.f('fk_trading_balance_account_id_trading_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'asset', name=op.f('pk_trading_balance'))
+    )
+    op.create_table('ledger_posting',
+    sa.Column('transaction_id', sa.Uuid(), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('asset', sa.String(length=16), nullable=False),
+    sa.Column('bucket', sa.String(length=16), nullable=False),
+    sa.Column('amount', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['trading_account.id'], name=op.f('fk_ledger_posting_account_id_trading_account'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['transaction_id'], ['ledger_transaction.id'], name=op.f('fk_ledger_posting_transaction_id_ledger_transaction'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_posting'))
+    )
+    with op.batch_alter_table('ledger_posting', schema=None) as batch_op:
+        batch_op.create_index('ix_ledger_posting_account_asset', ['account_id', 'asset'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ledger_posting_transaction_id'), ['transaction_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('ledger_posting', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ledger_posting_transaction_id'))
+        batch_op.drop_index('ix_ledger_posting_account_asset')
+
+    op.drop_table('ledger_posting')
+    op.drop_table('trading_balance')
     op.drop_table('schedule_firing')
     with op.batch_alter_table('refresh_token', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_refresh_token_session_id'))
 
     op.drop_table('refresh_token')
+    with op.batch_alter_table('ledger_transaction', schema=None) as batch_op:
+        batch_op.drop_index('ix_ledger_transaction_reference')
+
+    op.drop_table('ledger_transaction')
     with op.batch_alter_table('user_session', schema=None) as batch_op:
         batch_op.drop_index('ix_user_session_user_live')
         batch_op.drop_index(batch_op.f('ix_user_session_user_id'))
@@ -290,6 +387,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_two_factor_email_code_user_created')
 
     op.drop_table('two_factor_email_code')
+    with op.batch_alter_table('trading_account', schema=None) as batch_op:
+        batch_op.drop_index('uq_trading_account_user_default', sqlite_where=sa.text('is_default'), postgresql_where=sa.text('is_default'))
+        batch_op.drop_index(batch_op.f('ix_trading_account_user_id'))
+
+    op.drop_table('trading_account')
     with op.batch_alter_table('security_event', schema=None) as batch_op:
         batch_op.drop_index('ix_security_event_user_created')
 
@@ -323,6 +425,11 @@ def downgrade() -> None:
 
     op.drop_table('login_failure_counter')
     op.drop_table('lease')
+    with op.batch_alter_table('idempotency_record', schema=None) as batch_op:
+        batch_op.drop_index('ix_idempotency_record_state_created')
+        batch_op.drop_index(batch_op.f('ix_idempotency_record_created_at'))
+
+    op.drop_table('idempotency_record')
     with op.batch_alter_table('consumed_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consumed_event_consumed_at'))
 

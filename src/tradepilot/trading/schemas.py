@@ -1,0 +1,95 @@
+"""Bodies of the trading-account endpoints. Money is exact on input and a string on output."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, StringConstraints
+
+from tradepilot.core.money import EXACT
+from tradepilot.core.schemas import Money, Schema
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Asset = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z0-9]{2,16}$")]
+"""An asset code such as ``USDT`` or ``BTC`` (case-insensitive on input, upper case stored)."""
+
+PositiveMoney = Annotated[Money, Field(gt=0)]
+NonNegativeMoney = Annotated[Money, Field(ge=0)]
+
+AccountStatusName = Literal["active", "closed"]
+
+
+class AccountCreate(Schema):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    starting_balance: NonNegativeMoney | None = Field(
+        default=None, description="In `quote_currency`; default TRADEPILOT_PAPER_STARTING_BALANCE")
+    quote_currency: Asset | None = Field(
+        default=None, description="Valuation and starting asset; default TRADEPILOT_PAPER_QUOTE_ASSET")
+
+
+class AmountRequest(Schema):
+    """A deposit or withdrawal: an exact positive amount of one asset."""
+
+    asset: Asset
+    amount: PositiveMoney
+
+
+class BalanceOut(Schema):
+    asset: str
+    free: Money
+    locked: Money
+    total: Money
+
+
+class AccountOut(Schema):
+    id: uuid.UUID
+    name: str
+    kind: str = Field(description="`paper` (the built-in paper exchange); `live` later")
+    venue: str
+    quote_currency: str
+    margin_mode: str = Field(description="`spot` in this release")
+    is_default: bool
+    status: AccountStatusName
+    starting_balance: Money
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+class AccountDetail(AccountOut):
+    balances: list[BalanceOut]
+
+
+class PostingOut(Schema):
+    asset: str
+    bucket: str = Field(description="free, locked, external, market or fees (docs/trading-accounts.md)")
+    amount: Money = Field(description="Signed: positive adds to the bucket")
+
+
+class TransactionOut(Schema):
+    id: uuid.UUID
+    seq: int = Field(description="1, 2, 3 … per account; `cursor` pages by it")
+    kind: str
+    reference_type: str | None
+    reference_id: str | None
+    memo: str | None
+    created_at: datetime
+    postings: list[PostingOut]
+
+
+class BalanceChange(Schema):
+    """The ledger transaction a deposit or withdrawal wrote, and the balance after it."""
+
+    transaction: TransactionOut
+    balances: list[BalanceOut]
+
+
+def balance_out(asset: str, free: Decimal, locked: Decimal) -> BalanceOut:
+    return BalanceOut(asset=asset, free=free, locked=locked, total=EXACT.add(free, locked))

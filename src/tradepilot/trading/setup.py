@@ -1,0 +1,15 @@
+"""Wires trading into the process: the service, and the default paper account at registration."""
+
+from __future__ import annotations
+
+from tradepilot.runtime import Runtime
+from tradepilot.trading.service import TradingService
+
+
+async def start_trading(runtime: Runtime) -> None:
+    trading = TradingService(runtime)
+    runtime.services["trading"] = trading
+    identity = runtime.services.get("identity")
+    if identity is not None:  # every new user gets a funded default paper account, in the same transaction
+        identity.registration_hooks.append(
+            lambda session, user: trading.open_default_account(session, user_id=user.id))
