@@ -204,3 +204,17 @@ def test_fingerprints_compare_json_by_value() -> None:
     assert store.request_fingerprint(b'{"a": 1.0}') != store.request_fingerprint(b'{"a": 1}')  # exact: 1.0 != 1
     assert store.request_fingerprint(b"not json") == store.request_fingerprint(b"not json")
     assert store.request_fingerprint(b"not json") != store.request_fingerprint(b"not json ")
+
+
+async def test_a_retried_deposit_credits_once(client, auth) -> None:  # type: ignore[no-untyped-def]
+    account = (await client.get("/api/trading/accounts", headers=auth)).json()["items"][0]
+    url = f"/api/trading/accounts/{account['id']}/deposits"
+    key = str(uuid.uuid4())
+    answers = await asyncio.gather(*(client.post(url, json={"asset": "USDT", "amount": "0.1"},
+                                                 headers={**auth, "Idempotency-Key": key}) for _ in range(5)))
+    assert {a.status_code for a in answers} <= {201, 409} and any(a.status_code == 201 for a in answers)
+    replay = await client.post(url, json={"asset": "USDT", "amount": "0.1"}, headers={**auth, "Idempotency-Key": key})
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    detail = (await client.get(f"/api/trading/accounts/{account['id']}", headers=auth)).json()
+    usdt = next(b for b in detail["balances"] if b["asset"] == "USDT")
+    assert usdt["free"] == "10000.1"  # credited once

@@ -19,8 +19,12 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_db(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+DB_OPENED_KEY = "db_session_opened"
+
+
+async def get_db(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """One session per request; services commit explicitly, anything else is rolled back."""
+    request.scope.setdefault("state", {})[DB_OPENED_KEY] = True
     async with runtime.db.sessionmaker() as session:
         yield session
 

@@ -8,6 +8,10 @@ A route that changes something takes ``idem: Idempotency`` and ends like this::
         order = await service.place(session, ...)
         return await idem.respond(session, OrderOut.of(order), status=201)
 
+Declare ``idem`` before parameters that open the request's ``DbSession`` (an owned-resource
+dependency, say): the claim commits in its own transaction first, which on SQLite must not
+wait behind the request's own write transaction. The dependency refuses the wrong order.
+
 ``respond`` stores the answer in the same transaction as the change (see
 ``core.idempotency``); if the route raises instead, the claim is released when the
 dependency exits, so the key may be retried. Without the header the dependency does nothing.
@@ -24,7 +28,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core import idempotency as store
-from tradepilot.core.deps import RuntimeDep
+from tradepilot.core.deps import DB_OPENED_KEY, RuntimeDep
 from tradepilot.identity.deps import CurrentUser
 from tradepilot.jobs.registry import JobContext, job_handler
 from tradepilot.jobs.scheduler import schedule
@@ -63,6 +67,9 @@ class IdempotentRequest:
 
 async def get_idempotency(request: Request, principal: CurrentUser,
                           runtime: RuntimeDep) -> AsyncIterator[IdempotentRequest]:
+    if request.scope.get("state", {}).get(DB_OPENED_KEY):
+        # on SQLite the request's own open write transaction would block the claim's commit
+        raise RuntimeError("declare the Idempotency dependency before any that opens the request's DbSession")
     raw = request.headers.get(store.HEADER)
     if raw is None:
         yield IdempotentRequest(runtime, None, None)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Query, status
+from fastapi import Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.deps import DbSession
 from tradepilot.core.routing import api_router
 from tradepilot.core.schemas import Page
+from tradepilot.identity.idempotency import Idempotency
 from tradepilot.trading import ledger
 from tradepilot.trading.deps import OwnedAccount, ReadUser, TradeUser, Trading
 from tradepilot.trading.models import LedgerKind, LedgerPosting, LedgerTransaction, TradingAccount
@@ -75,15 +76,18 @@ async def list_accounts(
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AccountDetail,
              summary="Open a paper account",
              responses={409: {"description": "Plan limit of open accounts reached (trading_account_limit_reached)"}})
-async def create_account(body: AccountCreate, principal: TradeUser, db: DbSession, trading: Trading) -> AccountDetail:
+async def create_account(idem: Idempotency, body: AccountCreate, principal: TradeUser, db: DbSession,
+                         trading: Trading) -> Response:
     """A new paper account funded with `starting_balance` of `quote_currency` (defaults: the
-    server's paper settings). `reset` returns it to that balance."""
+    server's paper settings). `reset` returns it to that balance. Accepts `Idempotency-Key`."""
+    if idem.replay is not None:
+        return idem.replay
     await trading.ensure_default_account(db, user_id=principal.id)
     account = await trading.create_account(db, user_id=principal.id, name=body.name,
                                            starting_balance=body.starting_balance, quote_currency=body.quote_currency)
-    detail = await account_detail(db, account)
+    answer = await idem.respond(db, await account_detail(db, account), status=status.HTTP_201_CREATED)
     await db.commit()
-    return detail
+    return answer
 
 
 @router.get("/{account_id}", response_model=AccountDetail, summary="An account with its balances",
@@ -107,35 +111,46 @@ async def close_account(account: OwnedAccount, principal: TradeUser, db: DbSessi
 
 @router.post("/{account_id}/deposits", status_code=status.HTTP_201_CREATED, response_model=BalanceChange,
              summary="Deposit (paper accounts)", responses={**_NOT_FOUND, **_CLOSED})
-async def deposit(body: AmountRequest, account: OwnedAccount, principal: TradeUser, db: DbSession,
-                  trading: Trading) -> BalanceChange:
-    """Add `amount` of `asset` to the free balance: one `deposit` ledger transaction."""
+async def deposit(idem: Idempotency, body: AmountRequest, account: OwnedAccount, principal: TradeUser,
+                  db: DbSession, trading: Trading) -> Response:
+    """Add `amount` of `asset` to the free balance: one `deposit` ledger transaction.
+    Accepts `Idempotency-Key`: a retried deposit never credits twice."""
+    if idem.replay is not None:
+        return idem.replay
     result = balance_change(await trading.deposit(db, account=account, asset=body.asset, amount=body.amount))
+    answer = await idem.respond(db, result, status=status.HTTP_201_CREATED)
     await db.commit()
-    return result
+    return answer
 
 
 @router.post("/{account_id}/withdrawals", status_code=status.HTTP_201_CREATED, response_model=BalanceChange,
              summary="Withdraw (paper accounts)",
              responses={**_NOT_FOUND, **_CLOSED, 422: {"description": "More than the free balance "
                                                                       "(insufficient_funds), or a bad amount"}})
-async def withdraw(body: AmountRequest, account: OwnedAccount, principal: TradeUser, db: DbSession,
-                   trading: Trading) -> BalanceChange:
-    """Take `amount` of `asset` from the free balance (never from what open orders reserve)."""
+async def withdraw(idem: Idempotency, body: AmountRequest, account: OwnedAccount, principal: TradeUser,
+                   db: DbSession, trading: Trading) -> Response:
+    """Take `amount` of `asset` from the free balance (never from what open orders reserve).
+    Accepts `Idempotency-Key`: a retried withdrawal never debits twice."""
+    if idem.replay is not None:
+        return idem.replay
     result = balance_change(await trading.withdraw(db, account=account, asset=body.asset, amount=body.amount))
+    answer = await idem.respond(db, result, status=status.HTTP_201_CREATED)
     await db.commit()
-    return result
+    return answer
 
 
 @router.post("/{account_id}/reset", response_model=AccountDetail, summary="Reset to the starting balance",
              responses={**_NOT_FOUND, 409: {"description": "Closed (account_closed) or open orders (open_orders)"}})
-async def reset(account: OwnedAccount, principal: TradeUser, db: DbSession, trading: Trading) -> AccountDetail:
+async def reset(idem: Idempotency, account: OwnedAccount, principal: TradeUser, db: DbSession,
+                trading: Trading) -> Response:
     """Every asset back to the starting balance (the quote currency) or zero, through one
-    `reset` ledger transaction. Refused while the account has open orders."""
+    `reset` ledger transaction. Refused while the account has open orders. Accepts `Idempotency-Key`."""
+    if idem.replay is not None:
+        return idem.replay
     await trading.reset(db, account=account)
-    detail = await account_detail(db, account)
+    answer = await idem.respond(db, await account_detail(db, account))
     await db.commit()
-    return detail
+    return answer
 
 
 @router.get("/{account_id}/ledger", response_model=Page[TransactionOut], summary="The account's ledger",
