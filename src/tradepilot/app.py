@@ -68,6 +68,7 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.market.router import router as market_router
     from tradepilot.ops.router import router as ops_router
     from tradepilot.streaming.router import router as streaming_router
+    from tradepilot.trading.portfolio_router import router as portfolio_router
     from tradepilot.trading.router import router as trading_router
 
     app.include_router(ops_router)
@@ -82,6 +83,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(market_router)
     app.include_router(streaming_router)
     app.include_router(trading_router)
+    app.include_router(portfolio_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
