@@ -1,0 +1,1 @@
+"""Portfolio valuation, allocation, rebalancing, optimisation, and performance & risk metrics."""
