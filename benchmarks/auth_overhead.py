@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import _harness as h
 
 TARGET_RATIO = 0.70
 ME = "/api/users/me"
@@ -83,124 +84,15 @@ def serve(port: int) -> None:
 
 # --- the load-generator process ----------------------------------------------------------
 
-async def _connection(port: int, request: bytes, start: float, stop: float, counts: dict[str, int]) -> None:
-    loop = asyncio.get_running_loop()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while True:
-            sent = loop.time()
-            if sent >= stop:
-                return
-            writer.write(request)
-            status_line = await reader.readline()
-            if not status_line:
-                counts["closed"] = counts.get("closed", 0) + 1
-                return
-            length, chunked = 0, False
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-            if chunked:
-                while True:
-                    size = int((await reader.readline()).split(b";")[0], 16)
-                    await reader.readexactly(size + 2)
-                    if size == 0:
-                        break
-            else:
-                await reader.readexactly(length)
-            if sent >= start:  # requests started during the warm-up are not counted
-                status = status_line.split(b" ", 2)[1].decode()
-                counts[status] = counts.get(status, 0) + 1
-    finally:
-        writer.close()
-
-
-async def _load(port: int, path: str, header: str, connections: int, warmup: float, duration: float) -> dict[str, Any]:
-    headers = f"Host: 127.0.0.1:{port}\r\nAccept: application/json\r\n"
-    if header:
-        headers += header + "\r\n"
-    request = f"GET {path} HTTP/1.1\r\n{headers}\r\n".encode()
-    loop = asyncio.get_running_loop()
-    start = loop.time() + warmup
-    stop = start + duration
-    counts: dict[str, int] = {}
-    cpu = time.process_time()
-    await asyncio.gather(*(_connection(port, request, start, stop, counts) for _ in range(connections)))
-    return {"counts": counts, "seconds": duration, "generator_cpu": time.process_time() - cpu}
-
-
 def load(args: argparse.Namespace) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    result = asyncio.run(_load(args.port, args.path, args.header, args.connections, args.warmup, args.duration))
-    print(json.dumps(result))
+    h.install_uvloop()
+    headers = dict([tuple(part.strip() for part in args.header.split(":", 1))]) if args.header else {}
+    request = h.build_request("GET", args.path, args.port, headers)
+    result = asyncio.run(h.drive(args.port, [[request]] * args.connections, args.warmup, args.duration))
+    print(json.dumps({"counts": result.counts, "seconds": args.duration, "generator_cpu": result.generator_cpu}))
 
 
 # --- the orchestrator --------------------------------------------------------------------
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (Linux /proc), or None where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(workdir: Path, database_url: str, session_cache_seconds: float, log_level: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPILOT_")}
-    env.update({
-        "TRADEPILOT_DATABASE_URL": database_url,
-        "TRADEPILOT_SECRET_KEY": "bench-secret-0123456789abcdef0123456789abcdef",
-        "TRADEPILOT_DATA_DIR": str(workdir / "var"),
-        "TRADEPILOT_RATE_LIMIT_ENABLED": "false",
-        "TRADEPILOT_SESSION_CACHE_SECONDS": str(session_cache_seconds),
-        "TRADEPILOT_MARKET_BACKFILL_DAYS": "0",
-        "TRADEPILOT_LOG_LEVEL": log_level,
-    })
-    return env
-
-
-def _run(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None) -> str:
-    out = subprocess.run([sys.executable, *args], check=False, env=env, cwd=cwd, input=stdin, capture_output=True,
-                         text=True, timeout=300)
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return out.stdout
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"server not ready:\n{log.read_text()[-3000:]}")
-
 
 def _login(url: str, email: str) -> str:
     """A fresh access token (they live 15 minutes: one per round)."""
@@ -229,9 +121,9 @@ def _measure(port: int, path: str, header: str, args: argparse.Namespace, env: d
                                "--duration", str(args.duration)], env=env, cwd=cwd, stdout=subprocess.PIPE, text=True)
              for _ in range(args.load_processes)]
     time.sleep(args.warmup + 0.2)  # the server's CPU is read over the measured window only
-    cpu_before, started = _cpu_seconds(server_pid), time.monotonic()
+    cpu_before, started = h.cpu_seconds(server_pid), time.monotonic()
     time.sleep(max(0.0, args.duration - 0.4))
-    cpu_after, elapsed = _cpu_seconds(server_pid), time.monotonic() - started
+    cpu_after, elapsed = h.cpu_seconds(server_pid), time.monotonic() - started
     results = [json.loads(p.communicate(timeout=args.warmup + args.duration + 120)[0]) for p in procs]
     counts: dict[str, int] = {}
     for r in results:
@@ -273,27 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tp-bench-auth-") as tmp:
         workdir = Path(tmp)
         database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        env = _env(workdir, database_url, args.session_cache_seconds, args.log_level)
-        _run(["-m", "tradepilot", "migrate"], env, workdir)
+        env = h.base_env(workdir, database_url, session_cache_seconds=str(args.session_cache_seconds),
+                         log_level=args.log_level)
+        h.run_cli(["-m", "tradepilot", "migrate"], env, workdir)
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        created = _run(["-m", "tradepilot", "admin", "create-user", "--email", email, "--password-stdin"], env,
-                       workdir, stdin=PASSWORD + "\n")
+        created = h.run_cli(["-m", "tradepilot", "admin", "create-user", "--email", email, "--password-stdin"], env,
+                            workdir, stdin=PASSWORD + "\n")
         user_id = re.search(r"\(id ([0-9a-f-]{36})\)", created).group(1)  # type: ignore[union-attr]
-        port = _free_port()
-        log = workdir / "server.log"
-        server = subprocess.Popen([sys.executable, __file__, "_serve", "--port", str(port)],
-                                  env={**env, "BENCH_USER_ID": user_id}, cwd=workdir, stdout=log.open("w"),
-                                  stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(url, server, log)
-            results = _benchmark(url, port, email, args, env, workdir, server.pid)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        with h.server_process(__file__, {**env, "BENCH_USER_ID": user_id}, workdir) as (url, port, pid):
+            results = _benchmark(url, port, email, args, env, workdir, pid)
     return _report(results, args, database_url)
 
 
