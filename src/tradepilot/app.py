@@ -68,7 +68,9 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.market.router import router as market_router
     from tradepilot.ops.router import router as ops_router
     from tradepilot.streaming.router import router as streaming_router
+    from tradepilot.trading.admin_router import router as trading_admin_router
     from tradepilot.trading.portfolio_router import router as portfolio_router
+    from tradepilot.trading.order_router import router as orders_router
     from tradepilot.trading.router import router as trading_router
 
     app.include_router(ops_router)
@@ -83,7 +85,9 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(market_router)
     app.include_router(streaming_router)
     app.include_router(trading_router)
+    app.include_router(orders_router)
     app.include_router(portfolio_router)
+    app.include_router(trading_admin_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
@@ -93,6 +97,7 @@ async def start_runtime(runtime: Runtime) -> None:
     from tradepilot.market.setup import start_market
     from tradepilot.core.outbox_setup import start_outbox
     from tradepilot.streaming.setup import start_streaming
+    from tradepilot.trading.matching_owner import start_matching
     from tradepilot.trading.setup import start_trading
 
     await runtime.bus.start()
@@ -102,6 +107,7 @@ async def start_runtime(runtime: Runtime) -> None:
     await start_outbox(runtime)
     await start_jobs(runtime)
     await start_market(runtime)
+    await start_matching(runtime)  # after the market: it matches against its books and trades
 
 
 async def stop_runtime(runtime: Runtime) -> None:
@@ -110,7 +116,9 @@ async def stop_runtime(runtime: Runtime) -> None:
     from tradepilot.market.setup import stop_market
     from tradepilot.core.outbox_setup import stop_outbox
     from tradepilot.streaming.setup import stop_streaming
+    from tradepilot.trading.matching_owner import stop_matching
 
+    await stop_matching(runtime)  # first: it releases its lease and stops reading the market
     await stop_market(runtime)  # first: it flushes candles and releases its lease
     await stop_streaming(runtime)
     await stop_jobs(runtime)

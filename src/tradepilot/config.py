@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     # of this asset, and POST /api/trading/accounts/{id}/reset returns an account to it.
     paper_starting_balance: Decimal = Decimal(10000)
     paper_quote_asset: str = "USDT"
+    # Paper exchange (docs/orders.md): fee rates (fractions of a fill's notional, in the quote
+    # asset), and the matching owner (lease paper-matching:<venue>) of resting and conditional orders.
+    paper_maker_fee_rate: Decimal = Field(Decimal("0.001"), ge=0, lt=1)
+    paper_taker_fee_rate: Decimal = Field(Decimal("0.001"), ge=0, lt=1)
+    paper_matching_enabled: bool = True  # false: this process never matches resting orders
+    paper_matching_resync_seconds: float = Field(5.0, gt=0)  # the owner re-reads open orders this often
 
     @field_validator("cors_origins", mode="before")
     @classmethod

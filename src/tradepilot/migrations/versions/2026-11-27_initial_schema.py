@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:27:20.246392
+Create Date: 2026-11-27 21:44:18.710151
 """
 
 from __future__ import annotations
@@ -108,6 +108,14 @@ def upgrade() -> None:
     sa.Column('next_fire_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_fired_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_schedule'))
+    )
+    op.create_table('trading_halt',
+    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('halted', sa.Boolean(), nullable=False),
+    sa.Column('reason', sa.String(length=500), nullable=True),
+    sa.Column('changed_by', sa.Uuid(), nullable=True),
+    sa.Column('changed_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_halt'))
     )
     op.create_table('user_account',
     sa.Column('email', sa.String(length=320), nullable=False),
@@ -339,6 +347,79 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['account_id'], ['trading_account.id'], name=op.f('fk_trading_balance_account_id_trading_account'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'asset', name=op.f('pk_trading_balance'))
     )
+    op.create_table('trading_order',
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('client_order_id', sa.String(length=64), nullable=False),
+    sa.Column('venue', sa.String(length=64), nullable=False),
+    sa.Column('symbol', sa.String(length=32), nullable=False),
+    sa.Column('base_asset', sa.String(length=16), nullable=False),
+    sa.Column('quote_asset', sa.String(length=16), nullable=False),
+    sa.Column('side', sa.String(length=8), nullable=False),
+    sa.Column('type', sa.String(length=24), nullable=False),
+    sa.Column('time_in_force', sa.String(length=8), nullable=False),
+    sa.Column('quantity', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('quote_quantity', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('price', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('stop_price', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('trail_amount', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('trail_percent', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('post_only', sa.Boolean(), nullable=False),
+    sa.Column('reduce_only', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('filled_quantity', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('filled_notional', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('average_fill_price', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('fees', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('fee_asset', sa.String(length=16), nullable=False),
+    sa.Column('reserved', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('reserved_asset', sa.String(length=16), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('reject_code', sa.String(length=48), nullable=True),
+    sa.Column('reject_reason', sa.String(length=300), nullable=True),
+    sa.Column('cancel_reason', sa.String(length=48), nullable=True),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('fill_count', sa.Integer(), nullable=False),
+    sa.Column('triggered', sa.Boolean(), nullable=False),
+    sa.Column('water_mark', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('accepted_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('event_seq', sa.Integer(), nullable=False),
+    sa.Column('created_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['trading_account.id'], name=op.f('fk_trading_order_account_id_trading_account'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_trading_order_user_id_user_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_order')),
+    sa.UniqueConstraint('account_id', 'client_order_id', name=op.f('uq_trading_order_account_id_client_order_id'))
+    )
+    with op.batch_alter_table('trading_order', schema=None) as batch_op:
+        batch_op.create_index('ix_trading_order_account_status', ['account_id', 'status'], unique=False)
+        batch_op.create_index('ix_trading_order_user_created', ['user_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_trading_order_venue_status', ['venue', 'status'], unique=False)
+
+    op.create_table('trading_position',
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('symbol', sa.String(length=32), nullable=False),
+    sa.Column('base_asset', sa.String(length=16), nullable=False),
+    sa.Column('quote_asset', sa.String(length=16), nullable=False),
+    sa.Column('quantity', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('average_entry_price', tradepilot.core.types.Money(precision=36, scale=18), nullable=True),
+    sa.Column('realised_pnl', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('fees', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('opened_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['trading_account.id'], name=op.f('fk_trading_position_account_id_trading_account'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_trading_position_user_id_user_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_position')),
+    sa.UniqueConstraint('account_id', 'symbol', name=op.f('uq_trading_position_account_id_symbol'))
+    )
+    with op.batch_alter_table('trading_position', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_trading_position_user_id'), ['user_id'], unique=False)
+
     op.create_table('ledger_posting',
     sa.Column('transaction_id', sa.Uuid(), nullable=False),
     sa.Column('account_id', sa.Uuid(), nullable=False),
@@ -354,16 +435,72 @@ def upgrade() -> None:
         batch_op.create_index('ix_ledger_posting_account_asset', ['account_id', 'asset'], unique=False)
         batch_op.create_index(batch_op.f('ix_ledger_posting_transaction_id'), ['transaction_id'], unique=False)
 
+    op.create_table('trading_fill',
+    sa.Column('order_id', sa.Uuid(), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('symbol', sa.String(length=32), nullable=False),
+    sa.Column('side', sa.String(length=8), nullable=False),
+    sa.Column('price', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('quantity', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('quote_quantity', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('fee', tradepilot.core.types.Money(precision=36, scale=18), nullable=False),
+    sa.Column('fee_asset', sa.String(length=16), nullable=False),
+    sa.Column('liquidity', sa.String(length=8), nullable=False),
+    sa.Column('trade_id', sa.String(length=80), nullable=False),
+    sa.Column('market_trade_id', sa.String(length=80), nullable=True),
+    sa.Column('created_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['trading_account.id'], name=op.f('fk_trading_fill_account_id_trading_account'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['order_id'], ['trading_order.id'], name=op.f('fk_trading_fill_order_id_trading_order'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_trading_fill_user_id_user_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_fill')),
+    sa.UniqueConstraint('trade_id', name=op.f('uq_trading_fill_trade_id'))
+    )
+    with op.batch_alter_table('trading_fill', schema=None) as batch_op:
+        batch_op.create_index('ix_trading_fill_account_created', ['account_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_trading_fill_order_id'), ['order_id'], unique=False)
+        batch_op.create_index('ix_trading_fill_user_created', ['user_id', 'created_at'], unique=False)
+
+    op.create_table('trading_order_event',
+    sa.Column('order_id', sa.Uuid(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('type', sa.String(length=24), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.Column('created_at', tradepilot.core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['order_id'], ['trading_order.id'], name=op.f('fk_trading_order_event_order_id_trading_order'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_trading_order_event')),
+    sa.UniqueConstraint('order_id', 'seq', name=op.f('uq_trading_order_event_order_id_seq'))
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('trading_order_event')
+    with op.batch_alter_table('trading_fill', schema=None) as batch_op:
+        batch_op.drop_index('ix_trading_fill_user_created')
+        batch_op.drop_index(batch_op.f('ix_trading_fill_order_id'))
+        batch_op.drop_index('ix_trading_fill_account_created')
+
+    op.drop_table('trading_fill')
     with op.batch_alter_table('ledger_posting', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_posting_transaction_id'))
         batch_op.drop_index('ix_ledger_posting_account_asset')
 
     op.drop_table('ledger_posting')
+    with op.batch_alter_table('trading_position', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_trading_position_user_id'))
+
+    op.drop_table('trading_position')
+    with op.batch_alter_table('trading_order', schema=None) as batch_op:
+        batch_op.drop_index('ix_trading_order_venue_status')
+        batch_op.drop_index('ix_trading_order_user_created')
+        batch_op.drop_index('ix_trading_order_account_status')
+
+    op.drop_table('trading_order')
     op.drop_table('trading_balance')
     op.drop_table('schedule_firing')
     with op.batch_alter_table('refresh_token', schema=None) as batch_op:
@@ -413,6 +550,7 @@ def downgrade() -> None:
     op.drop_table('api_key')
     op.drop_table('user_event_seq')
     op.drop_table('user_account')
+    op.drop_table('trading_halt')
     op.drop_table('schedule')
     with op.batch_alter_table('outbox_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_event_published_at'))

@@ -1,0 +1,401 @@
+"""Order use cases on the paper exchange: place, cancel, read (docs/orders.md).
+
+Placing an order, in this order of checks: the body (schema) → the instrument (404
+``unknown_symbol``) → the order's shape for its type (422, the engine's codes) → the
+instrument's filters (422 naming the filter, never rounding) → then, in ONE database
+transaction under the account's lock: ownership of the account, ``client_order_id``
+uniqueness (409), the pre-trade risk checks (422) against balances read under the lock, the
+reservation, the order row, the taker fills of a transient matching engine fed the current
+book, their settlement through the ledger, the release of what a finished order no longer
+needs, the position, the order's history and the outbox events. What rests or waits (limits,
+stops, trailing stops) is matched from then on by the matching owner (``matching_owner``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradepilot.core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unprocessable
+from tradepilot.identity.account_service import settings_of
+from tradepilot.identity.models import User
+from tradepilot.identity.plans import effective_limits
+from tradepilot.identity.principal import AuthUser
+from tradepilot.identity.usage import usage_counter
+from tradepilot.market.types import Instrument, OrderBook
+from tradepilot.trading import ledger, risk
+from tradepilot.trading.engine import FeeRates, FeeSchedule, MatchingEngine
+from tradepilot.trading.engine import Fill as EngineFill
+from tradepilot.trading.engine import Order as EngineOrder
+from tradepilot.trading.engine.orders import LIMIT_TYPES, OrderType
+from tradepilot.trading.engine.validation import check_order
+from tradepilot.trading.execution import OrderWriter, add, ceil18, mul
+from tradepilot.trading.filters import OrderAmounts, check_filters
+from tradepilot.trading.halt import ensure_not_halted
+from tradepilot.trading.models import AccountStatus, TradingAccount
+from tradepilot.trading.order_models import Fill, Order, OrderEvent, OrderStatus, Position
+from tradepilot.trading.order_schemas import OrderCreate
+from tradepilot.trading.service import TradingService, open_order_counter
+
+if TYPE_CHECKING:
+    from tradepilot.market.service import MarketService
+    from tradepilot.runtime import Runtime
+
+ZERO = Decimal(0)
+_OPEN = tuple(OrderStatus.OPEN)
+_MARKET_LIKE = frozenset({OrderType.STOP, OrderType.TAKE_PROFIT, OrderType.TRAILING_STOP})
+
+
+# --- counters the rest of the platform asks ---------------------------------------------------
+
+@open_order_counter("trading.orders")
+async def count_open_orders_of_account(session: AsyncSession, account: TradingAccount) -> int:
+    count = await session.scalar(select(func.count()).select_from(Order).where(
+        Order.account_id == account.id, Order.status.in_(_OPEN)))
+    return int(count or 0)
+
+
+@usage_counter("open_orders")
+async def count_open_orders_of_user(session: AsyncSession, user_id: uuid.UUID) -> int:
+    count = await session.scalar(select(func.count()).select_from(Order).where(
+        Order.user_id == user_id, Order.status.in_(_OPEN)))
+    return int(count or 0)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+def order_not_found() -> NotFound:
+    return NotFound("Order not found.", code="order_not_found")
+
+
+class DuplicateClientOrderId(Conflict):
+    code, title = "duplicate_client_order_id", "Duplicate client order id"
+
+    def __init__(self, client_order_id: str) -> None:
+        super().__init__(f"This account already has an order with client_order_id {client_order_id!r}.",
+                         extra={"client_order_id": client_order_id})
+
+
+def _market_data_unavailable(symbol: str, what: str) -> ServiceUnavailable:
+    return ServiceUnavailable(f"No {what} for {symbol} yet; try again shortly.", code="market_data_unavailable",
+                              extra={"symbol": symbol})
+
+
+# --- cursors ----------------------------------------------------------------------------------
+
+def _encode(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _bad_cursor() from None
+
+
+def _bad_cursor() -> BadRequest:
+    return BadRequest("The cursor is not one this endpoint returned.", code="invalid_cursor")
+
+
+def _time_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    return _encode(f"{created_at.isoformat()}|{row_id.hex}")
+
+
+def _decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    stamp, _, row_id = _decode(cursor).partition("|")
+    try:
+        created_at = datetime.fromisoformat(stamp)
+        if created_at.tzinfo is None:
+            raise ValueError("naive")
+        return created_at, uuid.UUID(hex=row_id)
+    except ValueError:
+        raise _bad_cursor() from None
+
+
+# --- placing ----------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Prepared:
+    """An order that passed the checks needing no database: instrument, shape, filters."""
+
+    body: OrderCreate
+    instrument: Instrument
+    book: OrderBook | None
+    last_price: Decimal | None
+
+
+def _priority(now: datetime) -> int:
+    """Time priority across processes: microseconds since the epoch (FIFO at a price level)."""
+    return int(now.timestamp() * 1_000_000)
+
+
+class OrderService:
+    """One per process (``runtime.services["orders"]``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.clock = runtime.clock
+        settings = runtime.settings
+        self.rates = FeeRates(maker=settings.paper_maker_fee_rate, taker=settings.paper_taker_fee_rate)
+
+    @property
+    def market(self) -> MarketService:
+        return self.runtime.services["market"]  # type: ignore[no-any-return]
+
+    def fee_schedule(self) -> FeeSchedule:
+        return FeeSchedule(self.rates)
+
+    def prepare(self, body: OrderCreate) -> Prepared:
+        """The checks before the database: instrument (404), shape (422), filters (422)."""
+        market = self.market
+        instrument = market.instrument(body.symbol)
+        symbol = instrument.symbol
+        problem = check_order(self._engine_order(body, symbol, "-", "-"))
+        if problem is not None:
+            raise Unprocessable(problem[1], code=problem[0])
+        if body.trail_percent is not None and -body.trail_percent.as_tuple().exponent > 8:  # type: ignore[operator]
+            # the level (mark × (100 − p) / 100) must stay within the 18 decimals of a money column
+            raise Unprocessable("trail_percent takes at most 8 decimal places.", code="invalid_trail")
+        book = market.order_book(symbol)
+        last = market.last_price(symbol)
+        reference = None
+        if book is not None:
+            side = book.asks if body.side == "buy" else book.bids
+            reference = side[0][0] if side else None
+        check_filters(instrument, OrderAmounts(quantity=body.quantity, price=body.price, stop_price=body.stop_price,
+                                               quote_quantity=body.quote_quantity),
+                      reference_price=reference or last)
+        if body.type == OrderType.MARKET and book is None:
+            raise _market_data_unavailable(symbol, "order book")
+        if body.type == OrderType.TRAILING_STOP and body.side == "buy" and last is None:
+            raise _market_data_unavailable(symbol, "last trade price")  # a buy's reservation needs a level
+        return Prepared(body, instrument, book, last)
+
+    @staticmethod
+    def _engine_order(body: OrderCreate, symbol: str, order_id: str, account_id: str) -> EngineOrder:
+        return EngineOrder(id=order_id, account_id=account_id, symbol=symbol, side=body.side,  # type: ignore[arg-type]
+                           type=body.type, quantity=body.quantity,  # type: ignore[arg-type]
+                           quote_quantity=body.quote_quantity, price=body.price, stop_price=body.stop_price,
+                           trail_amount=body.trail_amount, trail_percent=body.trail_percent,
+                           time_in_force=body.time_in_force, post_only=body.post_only)  # type: ignore[arg-type]
+
+    async def resolve_account(self, session: AsyncSession, principal: AuthUser,
+                              account_id: uuid.UUID | None) -> TradingAccount:
+        """The account to trade from (the default one, opened lazily), locked; 404 if not the caller's."""
+        if account_id is None:
+            trading: TradingService = self.runtime.services["trading"]
+            await trading.ensure_default_account(session, user_id=principal.id)
+            account_id = await session.scalar(select(TradingAccount.id).where(
+                TradingAccount.user_id == principal.id, TradingAccount.is_default.is_(True)))
+            assert account_id is not None
+        found = await session.scalar(select(TradingAccount.user_id).where(TradingAccount.id == account_id))
+        if found != principal.id:
+            raise NotFound("Trading account not found.", code="account_not_found")
+        account = await ledger.lock_account(session, account_id)
+        if account.status != AccountStatus.ACTIVE:
+            raise ledger.AccountClosed()
+        return account
+
+    async def place(self, session: AsyncSession, principal: AuthUser, prepared: Prepared) -> Order:
+        """Place the order in the caller's transaction (never commits); returns its row."""
+        body, instrument = prepared.body, prepared.instrument
+        symbol, base, quote = instrument.symbol, instrument.base, instrument.quote
+        now = self.clock.now()
+        await ensure_not_halted(session)  # the platform halt: read in this transaction, every replica agrees
+        account = await self.resolve_account(session, principal, body.account_id)
+        client_order_id = body.client_order_id or uuid.uuid4().hex
+        if await session.scalar(select(Order.id).where(Order.account_id == account.id,
+                                                       Order.client_order_id == client_order_id)) is not None:
+            raise DuplicateClientOrderId(client_order_id)
+
+        order_id = uuid.uuid4()
+        order = self._engine_order(body, symbol, str(order_id), str(account.id))
+        if order.type == OrderType.TRAILING_STOP:
+            order.water_mark = prepared.last_price  # the mark starts at the last trade
+        engine = MatchingEngine(self.fee_schedule(), [instrument])
+        if prepared.book is not None:
+            engine.on_book(prepared.book)
+        events = engine.place(order, now)
+        fills = [e for e in events if isinstance(e, EngineFill)]
+
+        full, used = self._reservation(order, fills)
+        reserve = full if order.is_open else used
+        await self._check_risk(session, principal, account, order, prepared, fills, cost=full)
+
+        row = Order(id=order_id, account_id=account.id, user_id=principal.id, client_order_id=client_order_id,
+                    venue=self.market.venue, symbol=symbol, base_asset=base, quote_asset=quote, side=body.side,
+                    type=body.type, time_in_force=body.time_in_force, quantity=body.quantity,
+                    quote_quantity=body.quote_quantity, price=body.price, stop_price=body.stop_price,
+                    trail_amount=body.trail_amount, trail_percent=body.trail_percent, post_only=body.post_only,
+                    reduce_only=body.reduce_only, status=OrderStatus.PENDING_NEW, filled_quantity=ZERO,
+                    filled_notional=ZERO, fees=ZERO, fee_asset=quote, reserved=ZERO,
+                    reserved_asset=quote if body.side == "buy" else base, revision=0, seq=0, fill_count=0,
+                    triggered=False, event_seq=0, created_at=now, updated_at=now)
+        session.add(row)
+        await session.flush()
+        writer = OrderWriter(session, account, now)
+        await writer.add_event(row, "received", OrderStatus.PENDING_NEW, {
+            k: v for k, v in body.model_dump(exclude={"account_id"}).items() if v is not None and v is not False})
+        if order.status != OrderStatus.REJECTED:
+            await writer.reserve(row, reserve)
+        order.seq = _priority(now)
+        await writer.apply(row, order, events)
+        return row
+
+    def _reservation(self, order: EngineOrder, fills: list[EngineFill]) -> tuple[Decimal, Decimal]:
+        """(what the whole order may need, what its fills at placement use), in the reserved asset.
+
+        Buys: quote incl. fees — a limit price's worth at the larger fee rate, a market order's
+        exact walk of the book, a stop's trigger level at the taker rate. Sells: base.
+        """
+        if order.is_buy:
+            used = ZERO
+            for fill in fills:
+                used = add(used, add(mul(fill.price, fill.quantity), fill.fee))
+            rate = max(self.rates.maker, self.rates.taker, ZERO)
+            if order.type == OrderType.MARKET or order.quantity is None:
+                full = used
+            elif order.type in LIMIT_TYPES:
+                assert order.price is not None
+                full = ceil18(mul(mul(order.quantity, order.price), 1 + rate))
+            else:  # stop, take_profit, trailing_stop: at its trigger level (topped up at trigger if it gaps)
+                level = order.stop_price
+                if level is None:
+                    raise _market_data_unavailable(order.symbol, "last trade price")
+                full = ceil18(mul(mul(order.quantity, level), 1 + max(self.rates.taker, ZERO)))
+            return max(full, used), used
+        used = ZERO
+        for fill in fills:
+            used = add(used, fill.quantity)
+        return (order.quantity if order.quantity is not None else used), used
+
+    async def _check_risk(self, session: AsyncSession, principal: AuthUser, account: TradingAccount,
+                          order: EngineOrder, prepared: Prepared, fills: list[EngineFill], *, cost: Decimal) -> None:
+        instrument = prepared.instrument
+        balances = {b.asset: b for b in await ledger.get_balances(session, account.id)}
+        quote, base = balances.get(instrument.quote), balances.get(instrument.base)
+        user = await session.get(User, principal.id)
+        assert user is not None
+        limits = effective_limits(user.plan, dict(settings_of(user).limits))
+        open_orders = await count_open_orders_of_user(session, principal.id)
+        quantity = order.quantity
+        if quantity is None and not order.is_buy:  # a quote-sized sale: what it sells
+            quantity = ZERO
+            for fill in fills:
+                quantity = add(quantity, fill.quantity)
+        book = prepared.book
+        risk.check_pre_trade(
+            risk.OrderIntent(side=order.side.value, type=order.type.value, quantity=quantity,
+                             limit_price=order.price if order.type == OrderType.LIMIT else None,
+                             quote_quantity=order.quote_quantity, reduce_only=prepared.body.reduce_only),
+            risk.AccountSnapshot(free_quote=quote.free if quote else ZERO, free_base=base.free if base else ZERO,
+                                 position=base.total if base else ZERO, open_orders=open_orders,
+                                 realised_today=ZERO),
+            risk.MarketSnapshot(last=prepared.last_price,
+                                best_bid=book.bids[0][0] if book is not None and book.bids else None,
+                                best_ask=book.asks[0][0] if book is not None and book.asks else None),
+            risk.RiskLimits(max_open_orders=limits.open_orders),
+            cost=cost)
+
+    # --- cancelling --------------------------------------------------------------------------
+
+    async def cancel(self, session: AsyncSession, row: Order) -> Order:
+        """Cancel an open order (409 ``order_not_open`` if it already ended); releases what it holds.
+
+        The account lock orders this against the matching owner's fills: whichever commits
+        first wins, the other sees the order's new status (the owner then drops the order).
+        """
+        account = await ledger.lock_account(session, row.account_id)
+        current = await session.scalar(select(Order).where(Order.id == row.id)
+                                       .execution_options(populate_existing=True))
+        if current is None:
+            raise order_not_found()
+        if not current.is_open:
+            raise Conflict(f"The order is already {current.status}.", code="order_not_open",
+                           extra={"status": current.status})
+        writer = OrderWriter(session, account, self.clock.now())
+        await writer.close(current, OrderStatus.CANCELED, reason="canceled_by_user")
+        return current
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def list_orders(self, session: AsyncSession, *, user_id: uuid.UUID, status: str | None,
+                          symbol: str | None, account_id: uuid.UUID | None, limit: int,
+                          cursor: str | None) -> tuple[list[Order], str | None]:
+        """Newest first. ``status`` may be ``open`` (pending_new, new, partially_filled)."""
+        query = select(Order).where(Order.user_id == user_id)
+        if status == "open":
+            query = query.where(Order.status.in_(_OPEN))
+        elif status is not None:
+            query = query.where(Order.status == status)
+        if symbol is not None:
+            query = query.where(Order.symbol == symbol)
+        if account_id is not None:
+            query = query.where(Order.account_id == account_id)
+        if cursor is not None:
+            created_at, before_id = _decode_time_cursor(cursor)
+            query = query.where(or_(Order.created_at < created_at,
+                                    and_(Order.created_at == created_at, Order.id < before_id)))
+        rows = list(await session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)))
+        if len(rows) > limit:
+            return rows[:limit], _time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+        return rows, None
+
+    async def order_events(self, session: AsyncSession, *, order: Order, limit: int,
+                           cursor: str | None) -> tuple[list[OrderEvent], str | None]:
+        """Oldest first."""
+        query = select(OrderEvent).where(OrderEvent.order_id == order.id)
+        if cursor is not None:
+            raw = _decode(cursor)
+            if not raw.startswith("seq:") or not raw[4:].isdigit():
+                raise _bad_cursor()
+            query = query.where(OrderEvent.seq > int(raw[4:]))
+        rows = list(await session.scalars(query.order_by(OrderEvent.seq).limit(limit + 1)))
+        if len(rows) > limit:
+            return rows[:limit], _encode(f"seq:{rows[limit - 1].seq}")
+        return rows, None
+
+    async def list_fills(self, session: AsyncSession, *, user_id: uuid.UUID, symbol: str | None,
+                         account_id: uuid.UUID | None, order_id: uuid.UUID | None, limit: int,
+                         cursor: str | None) -> tuple[list[Fill], str | None]:
+        """Newest first."""
+        query = select(Fill).where(Fill.user_id == user_id)
+        if symbol is not None:
+            query = query.where(Fill.symbol == symbol)
+        if account_id is not None:
+            query = query.where(Fill.account_id == account_id)
+        if order_id is not None:
+            query = query.where(Fill.order_id == order_id)
+        if cursor is not None:
+            created_at, before_id = _decode_time_cursor(cursor)
+            query = query.where(or_(Fill.created_at < created_at,
+                                    and_(Fill.created_at == created_at, Fill.id < before_id)))
+        rows = list(await session.scalars(query.order_by(Fill.created_at.desc(), Fill.id.desc()).limit(limit + 1)))
+        if len(rows) > limit:
+            return rows[:limit], _time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+        return rows, None
+
+    async def list_positions(self, session: AsyncSession, *, user_id: uuid.UUID, account_id: uuid.UUID | None,
+                             symbol: str | None) -> list[Position]:
+        query = select(Position).where(Position.user_id == user_id)
+        if account_id is not None:
+            query = query.where(Position.account_id == account_id)
+        if symbol is not None:
+            query = query.where(Position.symbol == symbol)
+        return list(await session.scalars(query.order_by(Position.account_id, Position.symbol)))
+
+    async def check_account(self, session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID) -> None:
+        """404 ``account_not_found`` for a filter naming an account that is not the caller's."""
+        owner = await session.scalar(select(TradingAccount.user_id).where(TradingAccount.id == account_id))
+        if owner != user_id:
+            raise NotFound("Trading account not found.", code="account_not_found")
+
