@@ -92,6 +92,18 @@ def server_process(script: str, env: dict[str, str], workdir: Path, *extra: str)
             proc.kill()
 
 
+def serve(build_app: Any, port: int) -> None:
+    """Run the app ``build_app()`` returns the way `tradepilot serve` does (its logging, its options)."""
+    import uvicorn
+
+    from tradepilot.config import load_settings
+    from tradepilot.core.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(build_app(), host="127.0.0.1", port=port, log_config=None, proxy_headers=False, ws_ping_interval=20)
+
+
 # --- the load generator ------------------------------------------------------------------
 
 @dataclass

@@ -70,16 +70,7 @@ def build_bench_app() -> Any:
 
 
 def serve(port: int) -> None:
-    import uvicorn
-
-    from tradepilot.config import load_settings
-    from tradepilot.core.logging import configure_logging
-
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    # the same options as `tradepilot serve`
-    uvicorn.run(build_bench_app(), host="127.0.0.1", port=port, log_config=None, proxy_headers=False,
-                ws_ping_interval=20)
+    h.serve(build_bench_app, port)
 
 
 # --- the load-generator process ----------------------------------------------------------
