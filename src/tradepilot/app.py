@@ -70,6 +70,9 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.streaming.router import router as streaming_router
     from tradepilot.trading.admin_router import router as trading_admin_router
     from tradepilot.trading.portfolio_router import router as portfolio_router
+    from tradepilot.trading.positions_router import router as positions_router
+    from tradepilot.trading.reporting_router import router as reporting_router
+    from tradepilot.trading.order_actions_router import router as order_actions_router
     from tradepilot.trading.order_router import router as orders_router
     from tradepilot.trading.router import router as trading_router
 
@@ -85,7 +88,10 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(market_router)
     app.include_router(streaming_router)
     app.include_router(trading_router)
+    app.include_router(order_actions_router)  # before orders_router: /orders/bulk is not an order id
     app.include_router(orders_router)
+    app.include_router(positions_router)
+    app.include_router(reporting_router)
     app.include_router(portfolio_router)
     app.include_router(trading_admin_router)
 

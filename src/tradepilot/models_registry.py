@@ -12,5 +12,6 @@ from tradepilot.market import models as _market  # noqa: F401
 from tradepilot.trading import halt as _trading_halt  # noqa: F401
 from tradepilot.trading import models as _trading  # noqa: F401
 from tradepilot.trading import order_models as _orders  # noqa: F401
+from tradepilot.trading import position_models as _position_exits  # noqa: F401
 
 metadata = Base.metadata

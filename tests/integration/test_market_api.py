@@ -56,6 +56,10 @@ async def test_instruments_prices_books_and_trades(client: httpx.AsyncClient, au
                                  "tick_size": "0.01", "step_size": "0.00001", "min_notional": "5",
                                  "status": "trading"}
     await market.wait_for_prices(20)
+    for _ in range(2000):  # a ticker of any symbol came first; the BTC book follows within a tick
+        if market.order_book("BTC/USDT") is not None:
+            break
+        await asyncio.sleep(0.01)
     prices = (await client.get("/api/market/prices?symbols=BTC/USDT,eth-usdt", headers=auth)).json()["items"]
     assert [p["symbol"] for p in prices] == ["BTC/USDT", "ETH/USDT"]
     for p in prices:

@@ -50,3 +50,23 @@ def test_short_positions_for_later_margin_accounts() -> None:
     flipped = apply_fill(covered, side="buy", price=D(90), quantity=D(5), allow_short=True)
     # closes 3 at 90 (+45), opens 2 long at 90
     assert (flipped.quantity, flipped.average_entry_price, flipped.realised_pnl) == (D(2), D(90), D(55))
+
+
+def test_each_fill_records_what_it_realised_and_they_add_up_to_the_position_exactly() -> None:
+    from datetime import UTC, datetime
+
+    from tradepilot.trading.order_models import Position
+    from tradepilot.trading.positions import record_fill
+
+    row = Position(quantity=D(0), average_entry_price=None, realised_pnl=D(0), fees=D(0), opened_at=None)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    fills = [("buy", "1", "1"), ("buy", "2", "2"), ("sell", "1", "3"), ("sell", "1", "0.5"), ("buy", "3", "7"),
+             ("sell", "4", "5.1")]
+    realised = [record_fill(row, side=s, price=D(p), quantity=D(q), fee=D("0.01"), now=now) for s, q, p in fills]
+    # the average 1.666666666666666667 (rounded) makes each sale's figure a rounded one too
+    assert realised[:4] == [D(0), D(0), D("1.333333333333333333"), D("-1.166666666666666667")]
+    assert realised[4] == 0
+    total = D(0)
+    for value in realised:
+        total += value
+    assert total == row.realised_pnl and row.quantity == 0 and row.fees == D("0.06")

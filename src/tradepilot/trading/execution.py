@@ -15,7 +15,7 @@ is still open at the revision the engine knows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -37,6 +37,7 @@ from tradepilot.trading.engine import (
     Triggered,
 )
 from tradepilot.trading.engine import Fill as EngineFill
+from tradepilot.trading.engine import LegRole
 from tradepilot.trading.engine import Order as EngineOrder
 from tradepilot.trading.engine.amounts import EXACT as ENGINE_EXACT
 from tradepilot.trading.engine.amounts import ROUND
@@ -80,12 +81,23 @@ def to_engine(row: Order) -> EngineOrder:
         post_only=row.post_only, status=row.status,  # type: ignore[arg-type]
         filled_quantity=row.filled_quantity, filled_notional=row.filled_notional, fees=row.fees,
         revision=row.revision, seq=row.seq, fill_count=row.fill_count, triggered=row.triggered,
-        water_mark=row.water_mark, accepted_at=row.accepted_at, expires_at=row.expires_at)
+        water_mark=row.water_mark, accepted_at=row.accepted_at, expires_at=row.expires_at,
+        group_id=None if row.group_id is None else str(row.group_id), role=engine_role(row))
+
+
+def engine_role(row: Order) -> LegRole | None:
+    """The engine's role of a grouped order: both orders of an OCO are plain legs there."""
+    if row.group_role is None:
+        return None
+    return LegRole.LEG if row.group_kind == "oco" else LegRole(row.group_role)
 
 
 def copy_state(row: Order, order: EngineOrder, now: datetime) -> None:
     """The engine's working state of ``order`` onto its row."""
     row.status = order.status.value
+    row.quantity = order.quantity  # a modify, or a bracket exit sized by its entry's fills
+    row.price = order.price
+    row.trail_amount, row.trail_percent = order.trail_amount, order.trail_percent
     row.filled_quantity = order.filled_quantity
     row.filled_notional = order.filled_notional
     row.average_fill_price = order.average_price
@@ -114,6 +126,7 @@ def order_payload(row: Order) -> dict[str, Any]:
         "fees": row.fees, "fee_asset": row.fee_asset, "reserved": row.reserved,
         "reserved_asset": row.reserved_asset, "revision": row.revision, "reject_code": row.reject_code,
         "reject_reason": row.reject_reason, "cancel_reason": row.cancel_reason, "venue": row.venue,
+        "group_id": row.group_id, "group_kind": row.group_kind, "group_role": row.group_role,
         "expires_at": row.expires_at, "created_at": row.created_at, "updated_at": row.updated_at,
         "closed_at": row.closed_at}
 
@@ -122,7 +135,19 @@ def fill_payload(fill: Fill) -> dict[str, Any]:
     return {"id": fill.id, "order_id": fill.order_id, "account_id": fill.account_id, "symbol": fill.symbol,
             "side": fill.side, "price": fill.price, "quantity": fill.quantity, "quote_quantity": fill.quote_quantity,
             "fee": fill.fee, "fee_asset": fill.fee_asset, "liquidity": fill.liquidity, "trade_id": fill.trade_id,
-            "market_trade_id": fill.market_trade_id, "created_at": fill.created_at}
+            "market_trade_id": fill.market_trade_id, "realised_pnl": fill.realised_pnl, "created_at": fill.created_at}
+
+
+PositionListener = Callable[["OrderWriter", Order, Position], Awaitable[None]]
+POSITION_LISTENERS: list[PositionListener] = []
+
+
+def on_position_change(listener: PositionListener) -> PositionListener:
+    """Register ``listener(writer, order, position)``: called in the order's transaction, after
+    the order's fills changed ``position`` (the account is locked, everything is flushed)."""
+    if listener not in POSITION_LISTENERS:
+        POSITION_LISTENERS.append(listener)
+    return listener
 
 
 def order_reference(row: Order) -> ledger.Reference:
@@ -170,7 +195,8 @@ class OrderWriter:
                         "filled_quantity": event.filled_quantity, "remaining_quantity": event.remaining_quantity})
                     fill = None
                 else:
-                    await self.add_event(row, "updated", status, {"previous_status": event.previous_status.value})
+                    await self.add_event(row, "updated", status, {"previous_status": event.previous_status.value,
+                                                                  "quantity": order.quantity})
             elif isinstance(event, OrderAccepted):
                 status = event.status.value
                 await self.add_event(row, "accepted", status, {"seq": event.seq})
@@ -213,6 +239,8 @@ class OrderWriter:
         if position is not None:
             await emit(self.session, topic=Topics.user(row.user_id, POSITIONS_KIND), type=POSITION_UPDATED,
                        user_id=row.user_id, payload={"position": position_payload(position)})
+            for listener in POSITION_LISTENERS:  # e.g. the position's stop-loss / take-profit follow it
+                await listener(self, row, position)
         await emit(self.session, topic=Topics.user(row.user_id, ORDERS_KIND), type=ORDER_UPDATED,
                    user_id=row.user_id, payload={"order": order_payload(row)})
 
@@ -252,7 +280,8 @@ class OrderWriter:
             position = self._positions[row.symbol] = await position_for_update(
                 self.session, account_id=row.account_id, user_id=row.user_id, symbol=row.symbol,
                 base=row.base_asset, quote=row.quote_asset, now=self.now)
-        record_fill(position, side=row.side, price=fill.price, quantity=fill.quantity, fee=fill.fee, now=self.now)
+        record.realised_pnl = record_fill(position, side=row.side, price=fill.price, quantity=fill.quantity,
+                                          fee=fill.fee, now=self.now)
         await emit(self.session, topic=Topics.user(row.user_id, FILLS_KIND), type=FILL_CREATED,
                    user_id=row.user_id, payload={"fill": fill_payload(record)})
 

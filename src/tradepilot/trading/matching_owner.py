@@ -30,10 +30,18 @@ from sqlalchemy import select
 from tradepilot.core.events import Event, Topics
 from tradepilot.core.lease import Lease, LeaseLost, lease_manager
 from tradepilot.trading import ledger
-from tradepilot.trading.engine import EngineEvent, MatchingEngine, UnknownOrderError
+from tradepilot.trading.engine import (
+    EngineEvent,
+    MatchingEngine,
+    ModifyRejected,
+    OrderGroup,
+    OrderModified,
+    UnknownOrderError,
+)
 from tradepilot.trading.engine import Order as EngineOrder
-from tradepilot.trading.engine.orders import OrderType
+from tradepilot.trading.engine.orders import STOP_TYPES, OrderType
 from tradepilot.trading.execution import ORDER_UPDATED, ORDERS_KIND, OrderWriter, events_by_order, to_engine
+from tradepilot.trading.order_groups import EXIT_ROLES, GroupWriter, group_of, group_rows
 from tradepilot.trading.order_models import Order, OrderStatus
 
 if TYPE_CHECKING:
@@ -74,6 +82,11 @@ class MatchingOwner:
     def working(self, order_id: str | uuid.UUID) -> bool:
         """True while this process's engine works the order."""
         return str(order_id) in self._orders
+
+    def working_revision(self, order_id: str | uuid.UUID) -> int | None:
+        """The revision this process's engine works the order at (None: not working it)."""
+        order = self._orders.get(str(order_id))
+        return None if order is None else order.revision
 
     # -- under the lease ------------------------------------------------------------------
 
@@ -125,7 +138,7 @@ class MatchingOwner:
             return
         order = event.payload.get("order") or {}
         if order.get("venue") == self.venue and order.get("id"):
-            self._queue.put_nowait(("order", (str(order["id"]), str(order.get("status")))))
+            self._queue.put_nowait(("order", (str(order["id"]), str(order.get("status")), order.get("revision"))))
 
     async def _handle(self, kind: str, item: Any) -> None:
         engine = self.engine
@@ -141,10 +154,14 @@ class MatchingOwner:
         elif kind == "tick":
             await self._process(engine.advance(item))
         elif kind == "order":
-            order_id, status = item
-            if status in OrderStatus.OPEN and order_id not in self._orders:
-                await self._load_one(order_id)
-            elif status in OrderStatus.FINAL and order_id in self._orders:
+            order_id, status, revision = item
+            known = self._orders.get(order_id)
+            if status in OrderStatus.OPEN:
+                if known is None:
+                    await self._load_one(order_id)
+                elif isinstance(revision, int) and revision > known.revision:
+                    await self._apply_modify(order_id)
+            elif status in OrderStatus.FINAL and known is not None:
                 await self._drop(order_id)
         elif kind == "resync":
             await self._resync()
@@ -153,35 +170,55 @@ class MatchingOwner:
 
     @staticmethod
     def _workable(row: Order) -> bool:
-        return row.is_open and row.type != OrderType.MARKET and row.status != OrderStatus.PENDING_NEW
+        # pending_new: a bracket exit waiting for its entry (the engine activates it)
+        return row.is_open and row.type != OrderType.MARKET and (
+            row.status != OrderStatus.PENDING_NEW or row.group_role in EXIT_ROLES)
 
-    def _load(self, rows: list[Order]) -> None:
+    def _load(self, rows: list[Order], groups: dict[uuid.UUID, list[Order]] | None = None) -> None:
         engine = self.engine
         assert engine is not None
-        fresh = [to_engine(row) for row in rows if self._workable(row) and str(row.id) not in self._orders]
-        engine.load(fresh)
+        fresh_rows = [row for row in rows if self._workable(row) and str(row.id) not in self._orders]
+        fresh = [to_engine(row) for row in fresh_rows]
+        wanted = sorted({row.group_id for row in fresh_rows if row.group_id is not None})
+        engine_groups: list[OrderGroup] = [group_of(groups[gid]) for gid in wanted if groups and groups.get(gid)]
+        engine.load(fresh, engine_groups)
         for order in fresh:
             self._orders[order.id] = order
 
     async def _load_one(self, order_id: str) -> None:
         async with self.runtime.db.session() as session:
             row = await session.get(Order, uuid.UUID(order_id))
+            if row is not None and row.group_id is not None:  # a group is loaded whole
+                groups = await group_rows(session, [row.group_id])
+                rows = groups[row.group_id]
+            else:
+                groups, rows = {}, [] if row is None else [row]
         if row is not None and row.venue == self.venue:
-            self._load([row])
+            self._load(rows, groups)
 
     async def _resync(self) -> None:
-        """Load open orders the engine misses; drop the ones the database has ended."""
+        """Load open orders the engine misses; drop the ones the database has ended; apply
+        modifications the engine missed."""
         async with self.runtime.db.session() as session:
             rows = list(await session.scalars(select(Order).where(
                 Order.venue == self.venue, Order.status.in_(tuple(OrderStatus.OPEN)))))
+            groups = await group_rows(session, [row.group_id for row in rows if row.group_id is not None])
         open_ids = {str(row.id) for row in rows}
         for order_id in [i for i in self._orders if i not in open_ids]:
             await self._drop(order_id)
-        self._load(rows)
+        for row in rows:
+            known = self._orders.get(str(row.id))
+            if known is not None and row.revision > known.revision:
+                await self._apply_modify(str(row.id))
+        self._load(rows, groups)
 
     async def _drop(self, order_id: str) -> None:
         """Take an order out of the engine without persisting anything about it (the database
         already says it ended); other orders' events of the same call are still persisted."""
+        grouped = self._orders.get(order_id)
+        if grouped is not None and grouped.group_id is not None:
+            await self._refresh_group(grouped.group_id)
+            return
         order = self._orders.pop(order_id, None)
         engine = self.engine
         if order is None or engine is None or not order.is_open:
@@ -197,15 +234,24 @@ class MatchingOwner:
     async def _process(self, events: list[EngineEvent], *, skip: frozenset[str] = frozenset()) -> None:
         if not events:
             return
+        groups: dict[str, list[tuple[EngineOrder, list[EngineEvent]]]] = {}
         for order_id, own in events_by_order(events).items():
             if order_id in skip:
                 continue
             order = self._orders.get(order_id)
             if order is None:
                 continue
+            if order.group_id is not None:  # a group's orders are written together, after the others
+                groups.setdefault(order.group_id, []).append((order, own))
+                continue
             await self._persist(order, own)
-            if not order.is_open:
+            if not order.is_open and self._orders.get(order_id) is order:
                 self._orders.pop(order_id, None)
+        for members in groups.values():
+            await self._persist_group(members)
+            for order, _ in members:
+                if not order.is_open and self._orders.get(order.id) is order:
+                    self._orders.pop(order.id, None)
 
     async def _persist(self, order: EngineOrder, events: list[EngineEvent]) -> None:
         lease = self.lease
@@ -218,8 +264,8 @@ class MatchingOwner:
                 await OrderWriter(session, account, now).apply(row, order, events)
         except LeaseLost:
             raise
-        except _Stale:
-            await self._drop(order.id)
+        except _Stale:  # cancelled or modified meanwhile: the engine takes it back as the database has it
+            await self._reload(order)
         except ledger.InsufficientFunds:
             logger.info("order canceled: funds ran out at its fill", extra={"order_id": order.id})
             await self._end(order, reason="insufficient_funds")
@@ -259,6 +305,134 @@ class MatchingOwner:
             await self._drop(order.id)
         self._orders.pop(order.id, None)
         await self._load_one(order.id)
+
+
+    # -- groups (brackets, OCO) and modifications ---------------------------------------------
+
+    async def _persist_group(self, members: list[tuple[EngineOrder, list[EngineEvent]]]) -> None:
+        """One engine call's events of one group's orders, in one transaction (their exits share
+        one reservation: ``order_groups.GroupWriter``); stale if any of them changed meanwhile."""
+        lease = self.lease
+        assert lease is not None
+        group_id = members[0][0].group_id
+        assert group_id is not None
+        now = self.runtime.clock.now()
+        try:
+            async with self.runtime.db.transaction() as session:
+                await lease.assert_held(session)
+                rows = await self._lock_group(session, group_id)
+                by_id = {str(row.id): row for row in rows}
+                for order, _ in members:
+                    row = by_id.get(order.id)
+                    if row is None or not row.is_open or row.revision != order.revision:
+                        raise _Stale()
+                account = await ledger.lock_account(session, rows[0].account_id)
+                writer = GroupWriter(session, account, now, self.orders.rates, rows)
+                for order, own in members:
+                    await writer.apply(by_id[order.id], order, own)
+                await writer.complete()
+        except LeaseLost:
+            raise
+        except _Stale:
+            await self._refresh_group(group_id)
+        except ledger.InsufficientFunds:  # a stop entry that gapped beyond the free balance
+            logger.info("group canceled: funds ran out at its fill", extra={"group_id": group_id})
+            await self._end_group(group_id, reason="insufficient_funds")
+        except Exception:
+            logger.exception("persisting a group's matching events failed; re-reading it",
+                             extra={"group_id": group_id})
+            await self._refresh_group(group_id)
+
+    async def _lock_group(self, session: Any, group_id: str) -> list[Order]:
+        gid = uuid.UUID(group_id)
+        account_id = await session.scalar(select(Order.account_id).where(Order.group_id == gid).limit(1))
+        if account_id is None:
+            raise _Stale()
+        await ledger.lock_account(session, account_id)
+        return (await group_rows(session, [gid]))[gid]
+
+    async def _end_group(self, group_id: str, *, reason: str) -> None:
+        lease = self.lease
+        assert lease is not None
+        try:
+            async with self.runtime.db.transaction() as session:
+                await lease.assert_held(session)
+                rows = await self._lock_group(session, group_id)
+                account = await ledger.lock_account(session, rows[0].account_id)
+                writer = GroupWriter(session, account, self.runtime.clock.now(), self.orders.rates, rows)
+                for row in rows:
+                    if row.is_open:
+                        await writer.close(row, OrderStatus.CANCELED, reason=reason)
+                await writer.complete()
+        except _Stale:
+            pass
+        await self._refresh_group(group_id)
+
+    async def _refresh_group(self, group_id: str) -> None:
+        """Take the group's orders out of the engine without persisting anything about them, and
+        load the ones still open as the database has them (with their group)."""
+        engine = self.engine
+        members = [o for o in self._orders.values() if o.group_id == group_id]
+        for order in members:
+            self._orders.pop(order.id, None)
+        events: list[EngineEvent] = []
+        if engine is not None:
+            now = self.runtime.clock.now()
+            for order in members:
+                if order.is_open:
+                    try:
+                        events.extend(engine.cancel(order.id, now))
+                    except UnknownOrderError:
+                        pass
+        # what the clock did to other orders meanwhile (expiries) is theirs to persist
+        await self._process(events, skip=frozenset(o.id for o in members))
+        if engine is not None:
+            gid = uuid.UUID(group_id)
+            async with self.runtime.db.session() as session:
+                groups = await group_rows(session, [gid])
+            if groups.get(gid) and groups[gid][0].venue == self.venue:
+                self._load(groups[gid], groups)
+
+    async def _apply_modify(self, order_id: str) -> None:
+        """The user modified an order the engine works: apply ``engine.modify`` at the new
+        revision (priority kept or lost as the engine rules), or, when the engine's picture is
+        off by more than that modification, take the order back as the database has it."""
+        engine = self.engine
+        known = self._orders.get(order_id)
+        if engine is None or known is None:
+            return
+        async with self.runtime.db.session() as session:
+            row = await session.get(Order, uuid.UUID(order_id))
+        if row is None or not row.is_open:
+            await self._drop(order_id)
+            return
+        if row.revision <= known.revision:
+            return
+        if row.revision == known.revision + 1 and known.is_open and row.filled_quantity == known.filled_quantity:
+            changes: dict[str, Any] = {}
+            for name in ("price", "quantity", "trail_amount", "trail_percent"):
+                if getattr(row, name) != getattr(known, name) and getattr(row, name) is not None:
+                    changes[name] = getattr(row, name)
+            if row.type in STOP_TYPES and not known.triggered and row.stop_price != known.stop_price:
+                changes["stop_price"] = row.stop_price
+            if changes:
+                events = engine.modify(order_id, self.runtime.clock.now(), **changes)
+                applied = known.revision == row.revision and not any(
+                    isinstance(e, ModifyRejected) and e.order_id == order_id for e in events)
+                # the modification itself is recorded already; what follows from it is not
+                await self._process([e for e in events if not (isinstance(e, OrderModified)
+                                                               and e.order_id == order_id)])
+                if applied:
+                    return
+        await self._refresh(order_id)
+
+    async def _refresh(self, order_id: str) -> None:
+        order = self._orders.get(order_id)
+        if order is not None and order.group_id is not None:
+            await self._refresh_group(order.group_id)
+            return
+        await self._drop(order_id)
+        await self._load_one(order_id)
 
 
 # --- wiring -------------------------------------------------------------------------------------

@@ -76,6 +76,10 @@ class Order(UUIDPrimaryKey, Base):
     reject_code: Mapped[str | None] = mapped_column(String(48))
     reject_reason: Mapped[str | None] = mapped_column(String(300))
     cancel_reason: Mapped[str | None] = mapped_column(String(48))
+    # a bracket (entry + take-profit / stop-loss exits) or an OCO pair: its orders share the id
+    group_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    group_kind: Mapped[str | None] = mapped_column(String(8))  # bracket | oco
+    group_role: Mapped[str | None] = mapped_column(String(16))  # entry | take_profit | stop_loss
     # the matching engine's state, so a restart re-arms the order exactly
     seq: Mapped[int] = mapped_column(BigInteger, default=0)  # time priority
     fill_count: Mapped[int] = mapped_column(default=0)  # trade ids are "<id>-<n>"
@@ -96,6 +100,7 @@ class Order(UUIDPrimaryKey, Base):
 Index("ix_trading_order_user_created", Order.user_id, Order.created_at)
 Index("ix_trading_order_account_status", Order.account_id, Order.status)
 Index("ix_trading_order_venue_status", Order.venue, Order.status)
+Index("ix_trading_order_user_closed", Order.user_id, Order.closed_at)  # GET /history
 
 
 class OrderEvent(UUIDPrimaryKey, Base):
@@ -130,6 +135,9 @@ class Fill(UUIDPrimaryKey, Base):
     liquidity: Mapped[str] = mapped_column(String(8))  # maker | taker
     trade_id: Mapped[str] = mapped_column(String(80), unique=True)
     market_trade_id: Mapped[str | None] = mapped_column(String(80))  # the market trade that filled a maker
+    # gross P&L this fill realised on its position (average cost, quote asset; 0 for a buy),
+    # written with the position update: the P&L of any period is a sum of fills, in Python
+    realised_pnl: Mapped[Decimal | None] = mapped_column(Money)
     created_at: Mapped[datetime]
 
 

@@ -1,4 +1,4 @@
-"""HTTP edge of orders, fills and positions: /api/trading/orders, /fills, /positions."""
+"""HTTP edge of orders and fills: /api/trading/orders, /fills (positions: positions_router)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Response, status
 
 from tradepilot.core.deps import DbSession, RuntimeDep
-from tradepilot.core.money import EXACT
 from tradepilot.core.ownership import ownership_dependency
 from tradepilot.core.routing import api_router
 from tradepilot.core.schemas import Page
@@ -18,9 +17,8 @@ from tradepilot.market.service import normalize_symbol
 from tradepilot.trading.deps import ReadUser, TradeUser
 from tradepilot.trading.execution import fill_payload, order_payload
 from tradepilot.trading.order_models import Order
-from tradepilot.trading.order_schemas import FillOut, OrderCreate, OrderEventOut, OrderOut, PositionOut
+from tradepilot.trading.order_schemas import FillOut, OrderCreate, OrderEventOut, OrderOut
 from tradepilot.trading.orders import OrderService, order_not_found
-from tradepilot.trading.positions import position_payload, unrealised_pnl
 
 router = api_router(prefix="/api/trading", tags=["orders"])
 
@@ -72,7 +70,12 @@ async def place_order(idem: Idempotency, body: OrderCreate, principal: TradeUser
         return idem.replay
     prepared = orders.prepare(body)
     row = await orders.place(db, principal, prepared)
-    answer = await idem.respond(db, order_out(row), status=status.HTTP_201_CREATED)
+    out = order_out(row)
+    if row.group_id is not None:  # a bracket or an OCO: its first order, with the others as legs
+        from tradepilot.trading.order_groups import legs_of
+
+        out.legs = [order_out(leg) for leg in await legs_of(db, row)]
+    answer = await idem.respond(db, out, status=status.HTTP_201_CREATED)
     await db.commit()
     return answer
 
@@ -87,12 +90,14 @@ async def list_orders(
     status_: Annotated[StatusFilter | None, Query(alias="status", description="`open`: not final yet")] = None,
     symbol: Annotated[str | None, Query(max_length=32)] = None,
     account_id: uuid.UUID | None = None,
+    group_id: Annotated[uuid.UUID | None, Query(description="A bracket's or OCO's orders")] = None,
 ) -> Page[OrderOut]:
     """Newest first."""
     if account_id is not None:
         await orders.check_account(db, principal.id, account_id)
     rows, next_cursor = await orders.list_orders(db, user_id=principal.id, status=status_, symbol=_symbol(symbol),
-                                                 account_id=account_id, limit=limit, cursor=cursor)
+                                                 account_id=account_id, limit=limit, cursor=cursor,
+                                                 group_id=group_id)
     return Page[OrderOut](items=[order_out(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -144,22 +149,3 @@ async def list_fills(
                                                 account_id=account_id, order_id=order_id, limit=limit, cursor=cursor)
     return Page[FillOut](items=[FillOut.model_validate(fill_payload(r)) for r in rows], next_cursor=next_cursor)
 
-
-@router.get("/positions", response_model=Page[PositionOut], summary="Your positions")
-async def list_positions(
-    principal: ReadUser,
-    db: DbSession,
-    orders: Orders,
-    account_id: uuid.UUID | None = None,
-    symbol: Annotated[str | None, Query(max_length=32)] = None,
-) -> Page[PositionOut]:
-    """Per account and symbol, average-cost method; marked at the symbol's last trade price."""
-    if account_id is not None:
-        await orders.check_account(db, principal.id, account_id)
-    items = []
-    for row in await orders.list_positions(db, user_id=principal.id, account_id=account_id, symbol=_symbol(symbol)):
-        mark = orders.market.last_price(row.symbol)
-        exposure = None if mark is None else EXACT.multiply(row.quantity, mark)
-        items.append(PositionOut(**position_payload(row), mark_price=mark, unrealised_pnl=unrealised_pnl(row, mark),
-                                 exposure=exposure))
-    return Page[PositionOut](items=items, next_cursor=None)

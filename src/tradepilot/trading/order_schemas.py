@@ -20,11 +20,30 @@ ClientOrderId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:\-]{1,6
 PositiveMoney = Annotated[Money, Field(gt=0)]
 
 
+class ExitLeg(Schema):
+    """An attached exit (bracket) or one leg of an OCO; its type follows from the fields given.
+
+    ``take_profit``: ``price`` → limit; ``stop_price`` → take_profit; both → take_profit_limit.
+    ``stop_loss``: ``stop_price`` → stop; ``stop_price`` + ``price`` → stop_limit;
+    ``trail_amount`` or ``trail_percent`` → trailing_stop.
+    """
+
+    price: PositiveMoney | None = Field(default=None, description="Limit price")
+    stop_price: PositiveMoney | None = Field(default=None, description="Trigger price")
+    trail_amount: PositiveMoney | None = Field(default=None, description="stop_loss only: a trailing stop")
+    trail_percent: PositiveMoney | None = Field(default=None, description="stop_loss only: a trailing stop")
+    time_in_force: Literal["gtc", "day"] | None = Field(
+        default=None, description="Default: the entry's when it is `day`, else `gtc`")
+    client_order_id: ClientOrderId | None = Field(default=None, description="Generated if absent")
+
+
 class OrderCreate(Schema):
     symbol: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)] = Field(
         description="`BASE/QUOTE` (or `BASE-QUOTE`), any case")
     side: SideName
-    type: OrderTypeName
+    type: Literal["market", "limit", "stop", "stop_limit", "take_profit", "take_profit_limit", "trailing_stop",
+                  "oco"] = Field(
+        description="`oco`: a take_profit and a stop_loss leg, one cancelling the other")
     quantity: PositiveMoney | None = Field(default=None, description="In the base asset")
     quote_quantity: PositiveMoney | None = Field(
         default=None, description="Market orders: spend (buy) or receive (sell) this much of the quote asset")
@@ -39,6 +58,14 @@ class OrderCreate(Schema):
     client_order_id: ClientOrderId | None = Field(
         default=None, description="Your id for the order, unique per account forever (generated if absent)")
     account_id: uuid.UUID | None = Field(default=None, description="Default: your default paper account")
+    take_profit: ExitLeg | None = Field(
+        default=None, description="Bracket exit (or an OCO's limit leg), armed when the entry fills")
+    stop_loss: ExitLeg | None = Field(
+        default=None, description="Bracket exit (or an OCO's stop leg), armed when the entry fills")
+
+    @property
+    def is_group(self) -> bool:
+        return self.type == "oco" or self.take_profit is not None or self.stop_loss is not None
 
 
 class OrderOut(Schema):
@@ -70,10 +97,15 @@ class OrderOut(Schema):
     reject_reason: str | None
     cancel_reason: str | None
     venue: str = Field(description="The market-data venue whose book and trades fill the order")
+    group_id: uuid.UUID | None = Field(default=None, description="The bracket or OCO the order belongs to")
+    group_kind: Literal["bracket", "oco"] | None = None
+    group_role: Literal["entry", "take_profit", "stop_loss"] | None = None
     expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    legs: list[OrderOut] | None = Field(
+        default=None, description="Placing a bracket or OCO: the group's other orders (take-profit, then stop-loss)")
 
     @classmethod
     def of(cls, payload: dict[str, Any]) -> OrderOut:
@@ -102,6 +134,8 @@ class FillOut(Schema):
     liquidity: Literal["maker", "taker"]
     trade_id: str
     market_trade_id: str | None
+    realised_pnl: Money | None = Field(
+        default=None, description="Gross P&L this fill realised on its position (average cost; 0 for a buy)")
     created_at: datetime
 
 
@@ -120,3 +154,64 @@ class PositionOut(Schema):
     exposure: Money | None = Field(description="quantity × mark price")
     opened_at: datetime | None
     updated_at: datetime
+
+
+# --- modify, bulk, panic ---------------------------------------------------------------------------
+
+class OrderModify(Schema):
+    """``PUT /orders/{id}``: what changes (at least one), and optionally the revision you saw."""
+
+    price: PositiveMoney | None = Field(default=None, description="New limit price")
+    quantity: PositiveMoney | None = Field(default=None, description="New total quantity (above what is filled)")
+    stop_price: PositiveMoney | None = Field(default=None, description="New trigger price (not yet triggered)")
+    trail_amount: PositiveMoney | None = Field(default=None, description="A trailing stop's new trail (replaces it)")
+    trail_percent: PositiveMoney | None = Field(default=None, description="A trailing stop's new trail in percent")
+    revision: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Optimistic concurrency: refused (409 revision_mismatch) unless current")
+
+
+class BulkOrdersIn(Schema):
+    orders: list[Annotated[OrderCreate | dict[str, Any], Field(union_mode="left_to_right")]] = Field(
+        min_length=1, description="1 to 50 order bodies, each as for `POST /api/trading/orders` (an invalid one "
+                                  "fails alone, with its own 422, unless `atomic`)")
+    atomic: bool = Field(default=False, description="All or nothing, in one transaction")
+
+
+class BulkItemOut(Schema):
+    index: int
+    status_code: int = Field(description="201 placed; else the status `POST /orders` would have answered")
+    order: OrderOut | None = None
+    error: dict[str, Any] | None = Field(default=None, description="The problem+json members of the refusal")
+
+
+class BulkOrdersOut(Schema):
+    atomic: bool
+    placed: int
+    failed: int
+    results: list[BulkItemOut]
+
+
+class BulkCancelOut(Schema):
+    canceled: list[uuid.UUID]
+    count: int
+
+
+class PanicIn(Schema):
+    close_positions: bool = Field(default=False, description="Also sell every long position at market")
+    account_id: uuid.UUID | None = Field(default=None, description="One account; default: all of yours")
+
+
+class PanicCloseOut(Schema):
+    account_id: uuid.UUID
+    symbol: str
+    quantity: Money
+    status_code: int
+    order: OrderOut | None = None
+    error: dict[str, Any] | None = None
+
+
+class PanicOut(Schema):
+    canceled: list[uuid.UUID]
+    canceled_count: int
+    closes: list[PanicCloseOut] = Field(description="One per long position, when close_positions")
+    trading_halted: bool = Field(description="The platform halt was on (closes went through as reduce-only)")

@@ -156,6 +156,10 @@ class OrderService:
 
     def prepare(self, body: OrderCreate) -> Prepared:
         """The checks before the database: instrument (404), shape (422), filters (422)."""
+        if body.is_group:  # a bracket or an OCO (order_groups)
+            from tradepilot.trading.order_groups import prepare_group
+
+            return prepare_group(self, body)
         market = self.market
         instrument = market.instrument(body.symbol)
         symbol = instrument.symbol
@@ -205,12 +209,22 @@ class OrderService:
             raise ledger.AccountClosed()
         return account
 
-    async def place(self, session: AsyncSession, principal: AuthUser, prepared: Prepared) -> Order:
-        """Place the order in the caller's transaction (never commits); returns its row."""
+    async def place(self, session: AsyncSession, principal: AuthUser, prepared: Prepared, *,
+                    halt_exempt: bool = False) -> Order:
+        """Place the order in the caller's transaction (never commits); returns its row.
+
+        ``halt_exempt``: a reduce-only sale that may go through while the platform is halted
+        (the panic button's position closes); anything else is refused as usual.
+        """
+        if getattr(prepared, "plan", None) is not None:  # a bracket or an OCO: its first order
+            from tradepilot.trading.order_groups import place_group
+
+            return await place_group(self, session, principal, prepared)
         body, instrument = prepared.body, prepared.instrument
         symbol, base, quote = instrument.symbol, instrument.base, instrument.quote
         now = self.clock.now()
-        await ensure_not_halted(session)  # the platform halt: read in this transaction, every replica agrees
+        if not (halt_exempt and body.reduce_only and body.side == "sell"):
+            await ensure_not_halted(session)  # the platform halt: read in this transaction, every replica agrees
         account = await self.resolve_account(session, principal, body.account_id)
         client_order_id = body.client_order_id or uuid.uuid4().hex
         if await session.scalar(select(Order.id).where(Order.account_id == account.id,
@@ -322,6 +336,10 @@ class OrderService:
         if not current.is_open:
             raise Conflict(f"The order is already {current.status}.", code="order_not_open",
                            extra={"status": current.status})
+        if current.group_id is not None:  # a bracket's or an OCO's order: the group rules apply
+            from tradepilot.trading.order_groups import cancel_in_group
+
+            return await cancel_in_group(self, session, account, current)
         writer = OrderWriter(session, account, self.clock.now())
         await writer.close(current, OrderStatus.CANCELED, reason="canceled_by_user")
         return current
@@ -330,9 +348,11 @@ class OrderService:
 
     async def list_orders(self, session: AsyncSession, *, user_id: uuid.UUID, status: str | None,
                           symbol: str | None, account_id: uuid.UUID | None, limit: int,
-                          cursor: str | None) -> tuple[list[Order], str | None]:
+                          cursor: str | None, group_id: uuid.UUID | None = None) -> tuple[list[Order], str | None]:
         """Newest first. ``status`` may be ``open`` (pending_new, new, partially_filled)."""
         query = select(Order).where(Order.user_id == user_id)
+        if group_id is not None:
+            query = query.where(Order.group_id == group_id)
         if status == "open":
             query = query.where(Order.status.in_(_OPEN))
         elif status is not None:

@@ -78,8 +78,14 @@ async def position_for_update(session: AsyncSession, *, account_id: uuid.UUID, u
     return row
 
 
-def record_fill(row: Position, *, side: str, price: Decimal, quantity: Decimal, fee: Decimal, now: datetime) -> None:
+def record_fill(row: Position, *, side: str, price: Decimal, quantity: Decimal, fee: Decimal,
+                now: datetime) -> Decimal:
+    """Apply one fill to the position; returns the P&L it realised (gross, 0 for an opening fill).
+
+    The realised figures of an account's fills add up exactly to the position's ``realised_pnl``
+    (each is the difference of two rounded running totals)."""
     before = row.quantity
+    realised_before = row.realised_pnl
     after = apply_fill(PositionState(row.quantity, row.average_entry_price, row.realised_pnl),
                        side=side, price=price, quantity=quantity)
     row.quantity, row.average_entry_price, row.realised_pnl = after.quantity, after.average_entry_price, \
@@ -90,6 +96,7 @@ def record_fill(row: Position, *, side: str, price: Decimal, quantity: Decimal, 
     elif before == 0 or (before > 0) != (after.quantity > 0):
         row.opened_at = now
     row.updated_at = now
+    return _WIDE.subtract(after.realised_pnl, realised_before)
 
 
 def position_payload(row: Position) -> dict[str, Any]:

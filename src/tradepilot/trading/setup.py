@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tradepilot.runtime import Runtime
 from tradepilot.trading.orders import OrderService
+from tradepilot.trading.position_exits import PositionService
 from tradepilot.trading.service import TradingService
 
 
@@ -11,6 +12,7 @@ async def start_trading(runtime: Runtime) -> None:
     trading = TradingService(runtime)
     runtime.services["trading"] = trading
     runtime.services["orders"] = OrderService(runtime)  # matching starts after the market (matching_owner)
+    runtime.services["positions"] = PositionService(runtime)  # importing it makes exits follow positions
     identity = runtime.services.get("identity")
     if identity is not None:  # every new user gets a funded default paper account, in the same transaction
         identity.registration_hooks.append(

@@ -36,6 +36,7 @@ from tradepilot.trading.engine.orders import (
     TimeInForce,
 )
 from tradepilot.trading.engine.snapshot import EngineSnapshot, MarketSnapshot, copy_order
+from tradepilot.trading.engine.triggers import trail_level
 from tradepilot.trading.engine.validation import Problem, check_leg, check_modify, check_order
 
 
@@ -193,12 +194,15 @@ class MatchingEngine:
 
     def modify(self, order_id: str, now: datetime, *, price: Decimal | None = None,
                quantity: Decimal | None = None,
-               stop_price: Decimal | None = None) -> list[EngineEvent]:
+               stop_price: Decimal | None = None, trail_amount: Decimal | None = None,
+               trail_percent: Decimal | None = None) -> list[EngineEvent]:
         """Change an open order in place: same id, ``revision`` + 1.
 
         It keeps its time priority when only its quantity goes down; a new price or stop
         price, or a larger quantity, sends it to the back of the queue (a new ``seq``) — and a
-        new limit price that crosses the book takes liquidity like a new order would.
+        new limit price that crosses the book takes liquidity like a new order would. A
+        trailing stop's new trail (``trail_amount`` or ``trail_percent``, replacing the one it
+        had) moves its level at once from the water mark kept so far, and loses priority.
         """
         core = self._core
         order = core.orders.get(order_id)
@@ -206,7 +210,7 @@ class MatchingEngine:
             raise UnknownOrderError(order_id)
         out: list[EngineEvent] = []
         ts = core.clock(now, out)
-        problem = check_modify(order, price, quantity, stop_price)
+        problem = check_modify(order, price, quantity, stop_price, trail_amount, trail_percent)
         if not order.is_open:  # expired at this very call
             problem = ("order_closed", "the order expired before the modify")
         if problem is None and order.post_only and price is not None:
@@ -216,10 +220,13 @@ class MatchingEngine:
         if problem is not None:
             out.append(ModifyRejected(order.id, order.account_id, problem[0], problem[1], ts))
             return out
+        new_trail = (trail_amount is not None and trail_amount != order.trail_amount) or (
+            trail_percent is not None and trail_percent != order.trail_percent)
         lost = ((price is not None and price != order.price)
                 or (stop_price is not None and stop_price != order.stop_price)
                 or (quantity is not None and order.quantity is not None
-                    and quantity > order.quantity))
+                    and quantity > order.quantity)
+                or new_trail)
         working = order.status != OrderStatus.PENDING_NEW
         if lost and working:
             core.unhook(order)
@@ -229,6 +236,9 @@ class MatchingEngine:
             order.stop_price = stop_price
         if quantity is not None:
             order.quantity = quantity
+        if new_trail:
+            order.trail_amount, order.trail_percent = trail_amount, trail_percent
+            order.stop_price = trail_level(order)  # from the water mark so far (None: not armed yet)
         order.revision += 1
         if lost:
             order.seq = core.next_seq()

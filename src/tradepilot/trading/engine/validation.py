@@ -75,12 +75,24 @@ def check_order(order: Order, *, sized_by_entry: bool = False) -> Problem | None
 
 
 def check_modify(order: Order, price: Decimal | None, quantity: Decimal | None,
-                 stop_price: Decimal | None) -> Problem | None:
-    if price is None and quantity is None and stop_price is None:
-        return "nothing_to_modify", "give price, quantity or stop_price"
+                 stop_price: Decimal | None, trail_amount: Decimal | None = None,
+                 trail_percent: Decimal | None = None) -> Problem | None:
+    if price is None and quantity is None and stop_price is None and trail_amount is None \
+            and trail_percent is None:
+        return "nothing_to_modify", "give price, quantity, stop_price or a trail"
     for name, value in (("price", price), ("quantity", quantity), ("stop_price", stop_price)):
         if value is not None and not _positive(value):
             return "invalid_" + name, f"{name} must be a positive decimal"
+    if trail_amount is not None or trail_percent is not None:
+        if order.type != OrderType.TRAILING_STOP:
+            return "trail_not_allowed", f"a {order.type} order has no trail"
+        if trail_amount is not None and trail_percent is not None:
+            return "invalid_trail", "give one of trail_amount and trail_percent"
+        trail = trail_amount if trail_amount is not None else trail_percent
+        if not _positive(trail) or (trail_percent is not None and trail_percent >= 100):
+            return "invalid_trail", "the trail must be a positive decimal (a percentage below 100)"
+        if order.triggered:
+            return "already_triggered", "the order has already triggered"
     if price is not None and order.type not in LIMIT_TYPES:
         return "price_not_allowed", f"a {order.type} order has no limit price"
     if stop_price is not None:
