@@ -13,7 +13,8 @@ import enum
 import logging
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -146,6 +147,69 @@ async def emit(
                  id=event_id, occurred_at=created_at.isoformat())
 
 
+@dataclass(slots=True)
+class Pending:
+    """An event to write with :func:`emit_many` (same fields as :func:`emit`)."""
+
+    topic: str
+    type: str
+    payload: dict[str, Any]
+    user_id: uuid.UUID | str | None = None
+    now: datetime | None = None
+
+
+async def _bump_seq(session: AsyncSession, user_id: uuid.UUID, n: int) -> int:
+    """Reserve ``n`` consecutive numbers of the user's sequence in ONE statement; returns the last."""
+    stmt = (
+        _insert(session)(UserEventSeq)
+        .values(user_id=user_id, last_seq=n)
+        .on_conflict_do_update(index_elements=[UserEventSeq.user_id],
+                               set_={"last_seq": UserEventSeq.last_seq + n})
+        .returning(UserEventSeq.last_seq)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def emit_many(session: AsyncSession, pending: Sequence[Pending]) -> list[Event]:
+    """:func:`emit` for several events, in their order, in as few statements as possible.
+
+    One sequence bump per user (``last_seq + n``, the same row lock as :func:`next_seq`) and
+    ONE multi-row insert: a user's events get consecutive ``seq`` numbers in list order,
+    exactly as that many :func:`emit` calls would give them.
+    """
+    if not pending:
+        return []
+    prepared = []
+    counts: dict[uuid.UUID, int] = {}
+    for item in pending:
+        body = jsonable(item.payload)
+        if not isinstance(body, dict):
+            raise TypeError("event payload must be a dict")
+        uid = uuid.UUID(str(item.user_id)) if item.user_id is not None else None
+        if uid is not None:
+            counts[uid] = counts.get(uid, 0) + 1
+        prepared.append((item, body, uid))
+    next_of: dict[uuid.UUID, int] = {}
+    for uid in sorted(counts, key=str):  # a fixed lock order across users
+        n = counts[uid]
+        next_of[uid] = await _bump_seq(session, uid, n) - n + 1
+    rows, events = [], []
+    for item, body, uid in prepared:
+        seq = None
+        if uid is not None:
+            seq = next_of[uid]
+            next_of[uid] = seq + 1
+        created_at = _created_at(item.now)
+        event_id = uuid.uuid4().hex
+        rows.append({"id": event_id, "topic": item.topic, "type": item.type, "user_id": uid, "seq": seq,
+                     "payload": body, "created_at": created_at, "published_at": None})
+        events.append(Event(topic=item.topic, type=item.type, payload=body, user_id=str(uid) if uid else None,
+                            seq=seq, id=event_id, occurred_at=created_at.isoformat()))
+    await session.execute(insert(OutboxEvent).values(rows))
+    session.info[_EMITTED] = session.get_bind().engine  # the relay to wake is this engine's
+    return events
+
+
 async def consume_once(session: AsyncSession, consumer: str, event_id: str, *,
                        now: datetime | None = None) -> bool:
     """Record that ``consumer`` handled ``event_id``; False if it already had.
@@ -201,5 +265,5 @@ def _forget_after_rollback(session: Session) -> None:
 
 from tradepilot.core.outbox_relay import OutboxRelay  # noqa: E402  (it builds on the above)
 
-__all__ = ["OutboxRelay", "consume_once", "emit", "jsonable", "next_seq", "register_waker",
+__all__ = ["OutboxRelay", "Pending", "consume_once", "emit", "emit_many", "jsonable", "next_seq", "register_waker",
            "row_to_event"]

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.events import Topics
-from tradepilot.core.outbox import emit, jsonable
+from tradepilot.core.outbox import Pending, emit, emit_many, jsonable
 from tradepilot.trading import ledger
 from tradepilot.trading.engine import (
     EngineEvent,
@@ -157,13 +157,42 @@ def order_reference(row: Order) -> ledger.Reference:
 # --- writing one order's events ------------------------------------------------------------------
 
 class OrderWriter:
-    """Persists engine events of orders of one (locked) account in the caller's transaction."""
+    """Persists engine events of orders of one (locked) account in the caller's transaction.
 
-    def __init__(self, session: AsyncSession, account: TradingAccount, now: datetime) -> None:
+    ``batched`` (the order service's placement): the writer knows the account's balances
+    (``known``, read under the lock by the caller) and writes with as few statements as it
+    can — no re-read of the account or the balances in the ledger, the ledger transactions,
+    postings, order row, order events and fill left to ONE flush per finished order, and the
+    outbox events of the whole operation (balances, fills, position, order, in the order they
+    happened) written by one ``emit_many`` when the outermost :meth:`finish` ends. ``fresh``:
+    ids of orders created in this transaction (their fills' dedupe keys cannot exist yet).
+    """
+
+    def __init__(self, session: AsyncSession, account: TradingAccount, now: datetime, *,
+                 batched: bool = False, known: dict[str, ledger.KnownBalance] | None = None) -> None:
         self.session = session
         self.account = account
         self.now = now
         self._positions: dict[str, Position] = {}
+        self.batched = batched
+        self.known = known if known is not None else ({} if batched else None)
+        self.fresh: set[uuid.UUID] = set()
+        self.events: list[Pending] = []
+        self._late: list[object] = []  # rows referencing rows of the next flush (batched)
+        self._depth = 0
+
+    def _ledger_options(self) -> dict[str, Any]:
+        if not self.batched:
+            return {}
+        return {"locked_account": self.account, "known": self.known, "events": self.events,
+                "late_rows": self._late}
+
+    async def emit(self, *, topic: str, type: str, user_id: uuid.UUID, payload: dict[str, Any]) -> None:
+        """An outbox event of this operation: now, or with the others at the end (``batched``)."""
+        if self.batched:
+            self.events.append(Pending(topic=topic, type=type, user_id=user_id, payload=payload))
+        else:
+            await emit(self.session, topic=topic, type=type, user_id=user_id, payload=payload)
 
     async def add_event(self, row: Order, type_: str, status: str, detail: dict[str, Any] | None = None) -> None:
         row.event_seq += 1
@@ -175,7 +204,7 @@ class OrderWriter:
         if amount <= 0:
             return
         await ledger.reserve(self.session, self.account, row.reserved_asset, amount, now=self.now,
-                             reference=order_reference(row))
+                             reference=order_reference(row), **self._ledger_options())
         row.reserved = add(row.reserved, amount)
 
     async def apply(self, row: Order, order: EngineOrder, events: Sequence[EngineEvent]) -> None:
@@ -229,20 +258,39 @@ class OrderWriter:
 
     async def finish(self, row: Order) -> None:
         """Release what a final order still holds, then announce the order and its position."""
-        if row.status in OrderStatus.FINAL and row.reserved > 0:
-            await ledger.release(self.session, self.account, row.reserved_asset, row.reserved, now=self.now,
-                                 reference=order_reference(row))
-            row.reserved = ZERO
-        row.updated_at = self.now
-        await self.session.flush()
-        position = self._positions.pop(row.symbol, None)
-        if position is not None:
-            await emit(self.session, topic=Topics.user(row.user_id, POSITIONS_KIND), type=POSITION_UPDATED,
-                       user_id=row.user_id, payload={"position": position_payload(position)})
-            for listener in POSITION_LISTENERS:  # e.g. the position's stop-loss / take-profit follow it
-                await listener(self, row, position)
-        await emit(self.session, topic=Topics.user(row.user_id, ORDERS_KIND), type=ORDER_UPDATED,
-                   user_id=row.user_id, payload={"order": order_payload(row)})
+        self._depth += 1
+        try:
+            if row.status in OrderStatus.FINAL and row.reserved > 0:
+                await ledger.release(self.session, self.account, row.reserved_asset, row.reserved, now=self.now,
+                                     reference=order_reference(row), **self._ledger_options())
+                row.reserved = ZERO
+            row.updated_at = self.now
+            await self.session.flush()
+            if self._late:  # postings and fills: after the transactions and orders they reference
+                self.session.add_all(self._late)
+                self._late.clear()
+                await self.session.flush()
+            position = self._positions.pop(row.symbol, None)
+            if position is not None:
+                await self.emit(topic=Topics.user(row.user_id, POSITIONS_KIND), type=POSITION_UPDATED,
+                                user_id=row.user_id, payload={"position": position_payload(position)})
+                for listener in POSITION_LISTENERS:  # e.g. the position's stop-loss / take-profit follow it
+                    await listener(self, row, position)
+            await self.emit(topic=Topics.user(row.user_id, ORDERS_KIND), type=ORDER_UPDATED,
+                            user_id=row.user_id, payload={"order": order_payload(row)})
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            await self.flush_events()
+
+    async def flush_events(self) -> None:
+        """Write what the writer holds back (``batched``): the changed balances (one UPDATE per
+        asset), then the events collected so far (one sequence bump, one insert)."""
+        if self.batched and self.known:
+            await ledger.write_known(self.session, self.account.id, self.known, now=self.now)
+        if self.events:
+            pending, self.events[:] = list(self.events), []
+            await emit_many(self.session, pending)
 
     async def close(self, row: Order, status: str, *, reason: str, event_type: str | None = None) -> None:
         """End an open order outside the engine (a user's cancel, a failed settlement)."""
@@ -264,17 +312,23 @@ class OrderWriter:
             needed = fill.quantity  # the fee comes out of the proceeds
         if needed > row.reserved:  # a fill the reservation cannot cover (a stop that gapped): top it up
             await self.reserve(row, sub(needed, row.reserved))
+        options = self._ledger_options()
+        if self.batched and row.id in self.fresh:
+            options["check_dedupe"] = False  # the order is new: no earlier transaction has this key
         await ledger.settle_fill(self.session, self.account, pay_asset=pay_asset, pay_amount=pay,
                                  receive_asset=receive_asset, receive_amount=receive, fee_asset=fill.fee_currency,
                                  fee_amount=fill.fee, now=self.now, reference=order_reference(row),
-                                 dedupe_key=f"fill:{fill.trade_id}")
+                                 dedupe_key=f"fill:{fill.trade_id}", **options)
         row.reserved = sub(row.reserved, needed)
         record = Fill(id=uuid.uuid4(), order_id=row.id, account_id=row.account_id, user_id=row.user_id,
                       symbol=row.symbol, side=row.side, price=fill.price, quantity=fill.quantity,
                       quote_quantity=notional, fee=fill.fee, fee_asset=fill.fee_currency,
                       liquidity=fill.liquidity.value, trade_id=fill.trade_id, market_trade_id=fill.market_trade_id,
                       created_at=self.now)
-        self.session.add(record)
+        if self.batched:
+            self._late.append(record)
+        else:
+            self.session.add(record)
         position = self._positions.get(row.symbol)
         if position is None:
             position = self._positions[row.symbol] = await position_for_update(
@@ -282,8 +336,8 @@ class OrderWriter:
                 base=row.base_asset, quote=row.quote_asset, now=self.now)
         record.realised_pnl = record_fill(position, side=row.side, price=fill.price, quantity=fill.quantity,
                                           fee=fill.fee, now=self.now)
-        await emit(self.session, topic=Topics.user(row.user_id, FILLS_KIND), type=FILL_CREATED,
-                   user_id=row.user_id, payload={"fill": fill_payload(record)})
+        await self.emit(topic=Topics.user(row.user_id, FILLS_KIND), type=FILL_CREATED,
+                        user_id=row.user_id, payload={"fill": fill_payload(record)})
 
 
 def events_by_order(events: Iterable[EngineEvent]) -> dict[str, list[EngineEvent]]:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradepilot.core.errors import Conflict, Unprocessable
 from tradepilot.core.events import Topics
 from tradepilot.core.money import EXACT, PrecisionLossError, check_fits, to_plain_string
-from tradepilot.core.outbox import emit
+from tradepilot.core.outbox import Pending, emit
 from tradepilot.trading.models import (
     AccountStatus,
     Balance,
@@ -114,6 +115,34 @@ class Amounts:
     @property
     def total(self) -> Decimal:
         return EXACT.add(self.free, self.locked)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownBalance:
+    """A balance row as this transaction knows it (see ``post(known=...)``)."""
+
+    free: Decimal
+    locked: Decimal
+    version: int  # of the row in the database
+    dirty: bool = False  # free / locked not written yet (see write_known)
+
+
+async def write_known(session: AsyncSession, account_id: uuid.UUID, known: dict[str, KnownBalance], *,
+                      now: datetime) -> None:
+    """Write the balances ``post(known=..., events=...)`` changed: one version-checked UPDATE per
+    changed asset, however many transactions of this database transaction moved it."""
+    for asset in sorted(known):
+        row = known[asset]
+        if not row.dirty:
+            continue
+        result = await session.execute(
+            update(Balance).where(Balance.account_id == account_id, Balance.asset == asset,
+                                  Balance.version == row.version)
+            .values(free=row.free, locked=row.locked, version=row.version + 1, updated_at=now)
+            .execution_options(synchronize_session=False))
+        if result.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the lock
+            raise Conflict("The balance changed concurrently; retry.", code="concurrent_update")
+        known[asset] = KnownBalance(row.free, row.locked, row.version + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +258,10 @@ async def post(
     dedupe_key: str | None = None,
     memo: str | None = None,
     locked_account: TradingAccount | None = None,
+    known: dict[str, KnownBalance] | None = None,
+    events: list[Pending] | None = None,
+    late_rows: list[object] | None = None,
+    check_dedupe: bool = True,
 ) -> Posted:
     """Record ``postings`` as one transaction and apply them to the balances (never commits).
 
@@ -237,12 +270,23 @@ async def post(
     postings that do not balance. Nothing is written when it raises. With ``dedupe_key``, a
     transaction already recorded under that key is returned (``replayed=True``) and nothing
     moves again.
+
+    Batched callers (the order writer) may pass ``known``: the account's balances as this
+    transaction last read or wrote them (under the account lock), kept up to date here, so
+    that they are not read again; ``events``: a list the ``balance.updated`` event is appended
+    to (written later with ``outbox.emit_many``) instead of being emitted now; and
+    With both ``known`` and ``events`` the balance rows are not written here either: the
+    caller writes them with :func:`write_known` before anything else reads them.
+    ``check_dedupe=False`` when the key cannot exist yet (a fill of an order created in this
+    transaction: the unique constraint still guards it); ``late_rows``: a list the postings are
+    appended to, for the caller to add to the session after the flush that writes the
+    transaction (the unit of work does not order these two tables by their foreign key).
     """
     checked = _validate(kind, postings)
     if dedupe_key is not None and not 1 <= len(dedupe_key) <= 128:
         raise LedgerError("dedupe_key must be 1-128 characters")
     account = locked_account or await lock_account(session, account.id)
-    if dedupe_key is not None:
+    if dedupe_key is not None and check_dedupe:
         earlier = await session.scalar(select(LedgerTransaction).where(
             LedgerTransaction.account_id == account.id, LedgerTransaction.dedupe_key == dedupe_key))
         if earlier is not None:
@@ -260,11 +304,15 @@ async def post(
         if p.bucket in Bucket.HELD:
             deltas[(p.asset, p.bucket)] = EXACT.add(deltas[(p.asset, p.bucket)], p.amount)
     assets = sorted({asset for asset, _ in deltas})
-    existing: dict[str, Balance] = {}
-    if assets:  # locked in asset order (redundant under the account lock, and deadlock-free)
-        existing = {b.asset: b for b in await session.scalars(
-            select(Balance).where(Balance.account_id == account.id, Balance.asset.in_(assets))
-            .order_by(Balance.asset).with_for_update(key_share=True).execution_options(populate_existing=True))}
+    existing: dict[str, KnownBalance] = {}
+    if known is None or not all(asset in known for asset in assets):
+        if assets:  # locked in asset order (redundant under the account lock, and deadlock-free)
+            existing = {b.asset: KnownBalance(b.free, b.locked, b.version) for b in await session.scalars(
+                select(Balance).where(Balance.account_id == account.id, Balance.asset.in_(assets))
+                .order_by(Balance.asset).with_for_update(key_share=True)
+                .execution_options(populate_existing=True))}
+    if known is not None:
+        existing.update({asset: known[asset] for asset in assets if asset in known})
 
     after: dict[str, Amounts] = {}
     for asset in assets:
@@ -282,20 +330,30 @@ async def post(
             raise BalanceOutOfRange(asset) from None
 
     account.ledger_seq += 1
-    txn = LedgerTransaction(account_id=account.id, seq=account.ledger_seq, kind=kind,
+    txn = LedgerTransaction(id=uuid.uuid4(), account_id=account.id, seq=account.ledger_seq, kind=kind,
                             reference_type=reference.type if reference else None,
                             reference_id=reference.id if reference else None,
                             dedupe_key=dedupe_key, memo=memo, created_at=now)
     session.add(txn)
-    await session.flush()  # the transaction row first: postings reference it
-    rows = [LedgerPosting(transaction_id=txn.id, account_id=account.id, asset=p.asset, bucket=p.bucket,
-                          amount=p.amount) for p in checked]
-    session.add_all(rows)
+    if events is None:
+        await session.flush()  # the transaction row first: postings reference it
+    rows = [LedgerPosting(id=uuid.uuid4(), transaction_id=txn.id, account_id=account.id, asset=p.asset,
+                          bucket=p.bucket, amount=p.amount) for p in checked]
+    if late_rows is not None:
+        late_rows.extend(rows)
+    else:
+        session.add_all(rows)
     for asset, amounts in after.items():
         row = existing.get(asset)
         if row is None:
             session.add(Balance(account_id=account.id, asset=asset, free=amounts.free, locked=amounts.locked,
                                 version=1, updated_at=now))
+            if known is not None:
+                await session.flush()  # a new row: written now, so that later statements find it
+                known[asset] = KnownBalance(amounts.free, amounts.locked, 1)
+            continue
+        if known is not None and events is not None:  # batched: written once, by write_known
+            known[asset] = KnownBalance(amounts.free, amounts.locked, row.version, dirty=True)
             continue
         result = await session.execute(
             update(Balance).where(Balance.account_id == account.id, Balance.asset == asset,
@@ -304,15 +362,21 @@ async def post(
             .execution_options(synchronize_session=False))
         if result.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the lock
             raise Conflict("The balance changed concurrently; retry.", code="concurrent_update")
-    await session.flush()
-    await emit(session, topic=Topics.user(account.user_id, EVENT_KIND), type=BALANCE_UPDATED,
-               user_id=account.user_id, payload={
-                   "account_id": account.id,
-                   "transaction": {"id": txn.id, "seq": txn.seq, "kind": kind,
-                                   "reference_type": txn.reference_type, "reference_id": txn.reference_id},
-                   "balances": [{"asset": asset, "free": a.free, "locked": a.locked, "total": a.total}
-                                for asset, a in after.items()],
-               })
+        if known is not None:
+            known[asset] = KnownBalance(amounts.free, amounts.locked, row.version + 1)
+    event = Pending(topic=Topics.user(account.user_id, EVENT_KIND), type=BALANCE_UPDATED,
+                    user_id=account.user_id, payload={
+                        "account_id": account.id,
+                        "transaction": {"id": txn.id, "seq": txn.seq, "kind": kind,
+                                        "reference_type": txn.reference_type, "reference_id": txn.reference_id},
+                        "balances": [{"asset": asset, "free": a.free, "locked": a.locked, "total": a.total}
+                                     for asset, a in after.items()],
+                    })
+    if events is not None:
+        events.append(event)
+    else:
+        await session.flush()
+        await emit(session, topic=event.topic, type=event.type, user_id=event.user_id, payload=event.payload)
     return Posted(txn, rows, after)
 
 
@@ -345,21 +409,23 @@ async def withdraw(session: AsyncSession, account: TradingAccount, asset: str, a
 
 
 async def reserve(session: AsyncSession, account: TradingAccount, asset: str, amount: Decimal, *, now: datetime,
-                  reference: Reference | None = None, dedupe_key: str | None = None) -> Posted:
+                  reference: Reference | None = None, dedupe_key: str | None = None,
+                  **options: Any) -> Posted:
     """free → locked (an order is placed); :class:`InsufficientFunds` beyond the free amount."""
     amount = _positive("amount", amount)
     return await post(session, account, LedgerKind.RESERVATION,
                       [Posting(asset, Bucket.FREE, amount.copy_negate()), Posting(asset, Bucket.LOCKED, amount)],
-                      now=now, reference=reference, dedupe_key=dedupe_key)
+                      now=now, reference=reference, dedupe_key=dedupe_key, **options)
 
 
 async def release(session: AsyncSession, account: TradingAccount, asset: str, amount: Decimal, *, now: datetime,
-                  reference: Reference | None = None, dedupe_key: str | None = None) -> Posted:
+                  reference: Reference | None = None, dedupe_key: str | None = None,
+                  **options: Any) -> Posted:
     """locked → free (an order is cancelled, or the unused part of its reservation)."""
     amount = _positive("amount", amount)
     return await post(session, account, LedgerKind.RELEASE,
                       [Posting(asset, Bucket.LOCKED, amount.copy_negate()), Posting(asset, Bucket.FREE, amount)],
-                      now=now, reference=reference, dedupe_key=dedupe_key)
+                      now=now, reference=reference, dedupe_key=dedupe_key, **options)
 
 
 async def settle_fill(
@@ -375,6 +441,7 @@ async def settle_fill(
     now: datetime,
     reference: Reference | None = None,
     dedupe_key: str | None = None,
+    **options: Any,
 ) -> Posted:
     """One trade of an order, as one transaction.
 
@@ -399,7 +466,7 @@ async def settle_fill(
         source = Bucket.LOCKED if fee_asset == pay_asset else Bucket.FREE
         postings += [Posting(fee_asset, source, fee_amount.copy_negate()), Posting(fee_asset, Bucket.FEES, fee_amount)]
     return await post(session, account, LedgerKind.FILL, postings, now=now, reference=reference,
-                      dedupe_key=dedupe_key)
+                      dedupe_key=dedupe_key, **options)
 
 
 async def reset(session: AsyncSession, account: TradingAccount, *, now: datetime,

@@ -40,7 +40,7 @@ from tradepilot.trading.engine.validation import check_order
 from tradepilot.trading.execution import OrderWriter, add, ceil18, mul
 from tradepilot.trading.filters import OrderAmounts, check_filters
 from tradepilot.trading.halt import ensure_not_halted
-from tradepilot.trading.models import AccountStatus, TradingAccount
+from tradepilot.trading.models import AccountStatus, Balance, TradingAccount
 from tradepilot.trading.order_models import Fill, Order, OrderEvent, OrderStatus, Position
 from tradepilot.trading.order_schemas import OrderCreate
 from tradepilot.trading.service import TradingService, open_order_counter
@@ -196,6 +196,15 @@ class OrderService:
                               account_id: uuid.UUID | None) -> TradingAccount:
         """The account to trade from (the default one, opened lazily), locked; 404 if not the caller's."""
         if account_id is None:
+            # the usual case in one statement: the caller's default account, locked and re-read
+            account = await session.scalar(
+                select(TradingAccount).where(TradingAccount.user_id == principal.id,
+                                             TradingAccount.is_default.is_(True))
+                .with_for_update(key_share=True).execution_options(populate_existing=True))
+            if account is not None:
+                if account.status != AccountStatus.ACTIVE:
+                    raise ledger.AccountClosed()
+                return account
             trading: TradingService = self.runtime.services["trading"]
             await trading.ensure_default_account(session, user_id=principal.id)
             account_id = await session.scalar(select(TradingAccount.id).where(
@@ -243,7 +252,7 @@ class OrderService:
 
         full, used = self._reservation(order, fills)
         reserve = full if order.is_open else used
-        await self._check_risk(session, principal, account, order, prepared, fills, cost=full)
+        balances = await self._check_risk(session, principal, account, order, prepared, fills, cost=full)
 
         row = Order(id=order_id, account_id=account.id, user_id=principal.id, client_order_id=client_order_id,
                     venue=self.market.venue, symbol=symbol, base_asset=base, quote_asset=quote, side=body.side,
@@ -254,15 +263,20 @@ class OrderService:
                     filled_notional=ZERO, fees=ZERO, fee_asset=quote, reserved=ZERO,
                     reserved_asset=quote if body.side == "buy" else base, revision=0, seq=0, fill_count=0,
                     triggered=False, event_seq=0, created_at=now, updated_at=now)
-        session.add(row)
-        await session.flush()
-        writer = OrderWriter(session, account, now)
-        await writer.add_event(row, "received", OrderStatus.PENDING_NEW, {
-            k: v for k, v in body.model_dump(exclude={"account_id"}).items() if v is not None and v is not False})
-        if order.status != OrderStatus.REJECTED:
-            await writer.reserve(row, reserve)
-        order.seq = _priority(now)
-        await writer.apply(row, order, events)
+        # Batched: the balances read for the risk check are the ledger's starting point, the
+        # order row is inserted once in its final state (with its events, ledger transactions
+        # and fills) by the writer's one flush, and the outbox events go out in one emit_many.
+        writer = OrderWriter(session, account, now, batched=True, known={
+            b.asset: ledger.KnownBalance(b.free, b.locked, b.version) for b in balances.values()})
+        writer.fresh.add(order_id)
+        with session.no_autoflush:
+            session.add(row)
+            await writer.add_event(row, "received", OrderStatus.PENDING_NEW, {
+                k: v for k, v in body.model_dump(exclude={"account_id"}).items() if v is not None and v is not False})
+            if order.status != OrderStatus.REJECTED:
+                await writer.reserve(row, reserve)
+            order.seq = _priority(now)
+            await writer.apply(row, order, events)
         return row
 
     def _reservation(self, order: EngineOrder, fills: list[EngineFill]) -> tuple[Decimal, Decimal]:
@@ -293,7 +307,9 @@ class OrderService:
         return (order.quantity if order.quantity is not None else used), used
 
     async def _check_risk(self, session: AsyncSession, principal: AuthUser, account: TradingAccount,
-                          order: EngineOrder, prepared: Prepared, fills: list[EngineFill], *, cost: Decimal) -> None:
+                          order: EngineOrder, prepared: Prepared, fills: list[EngineFill], *,
+                          cost: Decimal) -> dict[str, Balance]:
+        """Raises on a failed pre-trade check; returns the balances it read (under the lock)."""
         instrument = prepared.instrument
         balances = {b.asset: b for b in await ledger.get_balances(session, account.id)}
         quote, base = balances.get(instrument.quote), balances.get(instrument.base)
@@ -319,6 +335,7 @@ class OrderService:
                                 best_ask=book.asks[0][0] if book is not None and book.asks else None),
             risk.RiskLimits(max_open_orders=limits.open_orders),
             cost=cost)
+        return balances
 
     # --- cancelling --------------------------------------------------------------------------
 
