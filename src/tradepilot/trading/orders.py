@@ -13,8 +13,6 @@ stops, trailing stops) is matched from then on by the matching owner (``matching
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +22,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unprocessable
+from tradepilot.core.cursors import decode_seq_cursor, decode_time_cursor, seq_cursor, time_cursor
+from tradepilot.core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from tradepilot.identity.account_service import settings_of
 from tradepilot.identity.models import User
 from tradepilot.identity.plans import effective_limits
@@ -87,38 +86,6 @@ class DuplicateClientOrderId(Conflict):
 def _market_data_unavailable(symbol: str, what: str) -> ServiceUnavailable:
     return ServiceUnavailable(f"No {what} for {symbol} yet; try again shortly.", code="market_data_unavailable",
                               extra={"symbol": symbol})
-
-
-# --- cursors ----------------------------------------------------------------------------------
-
-def _encode(raw: str) -> str:
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _bad_cursor() from None
-
-
-def _bad_cursor() -> BadRequest:
-    return BadRequest("The cursor is not one this endpoint returned.", code="invalid_cursor")
-
-
-def _time_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    return _encode(f"{created_at.isoformat()}|{row_id.hex}")
-
-
-def _decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    stamp, _, row_id = _decode(cursor).partition("|")
-    try:
-        created_at = datetime.fromisoformat(stamp)
-        if created_at.tzinfo is None:
-            raise ValueError("naive")
-        return created_at, uuid.UUID(hex=row_id)
-    except ValueError:
-        raise _bad_cursor() from None
 
 
 # --- placing ----------------------------------------------------------------------------------
@@ -379,12 +346,12 @@ class OrderService:
         if account_id is not None:
             query = query.where(Order.account_id == account_id)
         if cursor is not None:
-            created_at, before_id = _decode_time_cursor(cursor)
+            created_at, before_id = decode_time_cursor(cursor)
             query = query.where(or_(Order.created_at < created_at,
                                     and_(Order.created_at == created_at, Order.id < before_id)))
         rows = list(await session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)))
         if len(rows) > limit:
-            return rows[:limit], _time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+            return rows[:limit], time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
         return rows, None
 
     async def order_events(self, session: AsyncSession, *, order: Order, limit: int,
@@ -392,13 +359,10 @@ class OrderService:
         """Oldest first."""
         query = select(OrderEvent).where(OrderEvent.order_id == order.id)
         if cursor is not None:
-            raw = _decode(cursor)
-            if not raw.startswith("seq:") or not raw[4:].isdigit():
-                raise _bad_cursor()
-            query = query.where(OrderEvent.seq > int(raw[4:]))
+            query = query.where(OrderEvent.seq > decode_seq_cursor(cursor))
         rows = list(await session.scalars(query.order_by(OrderEvent.seq).limit(limit + 1)))
         if len(rows) > limit:
-            return rows[:limit], _encode(f"seq:{rows[limit - 1].seq}")
+            return rows[:limit], seq_cursor(rows[limit - 1].seq)
         return rows, None
 
     async def list_fills(self, session: AsyncSession, *, user_id: uuid.UUID, symbol: str | None,
@@ -413,12 +377,12 @@ class OrderService:
         if order_id is not None:
             query = query.where(Fill.order_id == order_id)
         if cursor is not None:
-            created_at, before_id = _decode_time_cursor(cursor)
+            created_at, before_id = decode_time_cursor(cursor)
             query = query.where(or_(Fill.created_at < created_at,
                                     and_(Fill.created_at == created_at, Fill.id < before_id)))
         rows = list(await session.scalars(query.order_by(Fill.created_at.desc(), Fill.id.desc()).limit(limit + 1)))
         if len(rows) > limit:
-            return rows[:limit], _time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+            return rows[:limit], time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
         return rows, None
 
     async def list_positions(self, session: AsyncSession, *, user_id: uuid.UUID, account_id: uuid.UUID | None,

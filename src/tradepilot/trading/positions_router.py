@@ -6,8 +6,6 @@ Another user's position id answers exactly like a missing one: 404 ``position_no
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Annotated, Literal
 
@@ -15,8 +13,9 @@ from fastapi import Depends, Query, Response, status
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradepilot.core.cursors import bad_cursor, decode_cursor, encode_cursor
 from tradepilot.core.deps import DbSession, RuntimeDep
-from tradepilot.core.errors import BadRequest, TradePilotError
+from tradepilot.core.errors import TradePilotError
 from tradepilot.core.money import EXACT
 from tradepilot.core.ownership import ownership_dependency
 from tradepilot.core.routing import api_router
@@ -107,19 +106,16 @@ async def _view(session: AsyncSession, runtime: Runtime, position_id: uuid.UUID)
     return (await position_views(session, runtime, [row]))[0]
 
 
-def _encode(account_id: uuid.UUID, symbol: str) -> str:
-    return base64.urlsafe_b64encode(f"{account_id.hex}|{symbol}".encode()).decode().rstrip("=")
+def _position_cursor(account_id: uuid.UUID, symbol: str) -> str:
+    return encode_cursor(account_id.hex, symbol)
 
 
-def _decode(cursor: str) -> tuple[uuid.UUID, str]:
+def _decode_position_cursor(cursor: str) -> tuple[uuid.UUID, str]:
+    account, symbol = decode_cursor(cursor, 2)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        account, _, symbol = raw.partition("|")
-        if not symbol:
-            raise ValueError("no symbol")
         return uuid.UUID(hex=account), symbol
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("The cursor is not one this endpoint returned.", code="invalid_cursor") from None
+    except ValueError:
+        raise bad_cursor() from None
 
 
 async def _check_account(db: AsyncSession, runtime: Runtime, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
@@ -156,14 +152,14 @@ async def list_positions(
     elif status_ == "closed":
         query = query.where(Position.opened_at.is_(None))
     if cursor is not None:
-        after_account, after_symbol = _decode(cursor)
+        after_account, after_symbol = _decode_position_cursor(cursor)
         query = query.where(or_(Position.account_id > after_account,
                                 and_(Position.account_id == after_account, Position.symbol > after_symbol)))
     rows = list(await db.scalars(query.order_by(Position.account_id, Position.symbol).limit(limit + 1)))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = _encode(rows[-1].account_id, rows[-1].symbol)
+        next_cursor = _position_cursor(rows[-1].account_id, rows[-1].symbol)
     return Page[PositionView](items=await position_views(db, runtime, rows), next_cursor=next_cursor)
 
 

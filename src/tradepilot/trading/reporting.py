@@ -14,8 +14,6 @@ which they were paid). Unrealised P&L is the open positions' now, at the last tr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 import uuid
@@ -29,8 +27,9 @@ from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from tradepilot.core.cursors import decode_time_cursor, time_cursor
 from tradepilot.core.db import Database
-from tradepilot.core.errors import BadRequest, Unprocessable
+from tradepilot.core.errors import Unprocessable
 from tradepilot.core.money import EXACT, to_plain_string
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Fill, Order, OrderStatus, Position
@@ -60,26 +59,6 @@ def check_range(start: datetime | None, end: datetime | None) -> None:
 
 def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _bad_cursor() -> BadRequest:
-    return BadRequest("The cursor is not one this endpoint returned.", code="invalid_cursor")
-
-
-def encode_cursor(at: datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id.hex}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, row_id = raw.partition("|")
-        at = datetime.fromisoformat(stamp)
-        if at.tzinfo is None:
-            raise ValueError("naive")
-        return at, uuid.UUID(hex=row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _bad_cursor() from None
 
 
 # --- history -------------------------------------------------------------------------------------
@@ -112,7 +91,7 @@ async def history(session: AsyncSession, query: HistoryQuery, *, limit: int,
     if query.end is not None:
         stmt = stmt.where(Order.closed_at < query.end)
     if cursor is not None:
-        at, before = decode_cursor(cursor)
+        at, before = decode_time_cursor(cursor)
         stmt = stmt.where(Order.closed_at <= at,
                           or_(Order.closed_at < at, and_(Order.closed_at == at, Order.id < before)))
     rows = list(await session.scalars(stmt.order_by(Order.closed_at.desc(), Order.id.desc()).limit(limit + 1)))
@@ -121,7 +100,7 @@ async def history(session: AsyncSession, query: HistoryQuery, *, limit: int,
         rows = rows[:limit]
         last = rows[-1]
         assert last.closed_at is not None
-        next_cursor = encode_cursor(last.closed_at, last.id)
+        next_cursor = time_cursor(last.closed_at, last.id)
     fills: dict[uuid.UUID, list[Fill]] = {row.id: [] for row in rows}
     if rows:
         for fill in await session.scalars(select(Fill).where(Fill.order_id.in_(list(fills)))):

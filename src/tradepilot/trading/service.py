@@ -9,17 +9,15 @@ commits once the whole use case succeeded, so a refused request leaves nothing b
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.core.errors import BadRequest, Conflict, Unprocessable
+from tradepilot.core.cursors import decode_seq_cursor, decode_time_cursor, seq_cursor, time_cursor
+from tradepilot.core.errors import Conflict, Unprocessable
 from tradepilot.core.events import Topics
 from tradepilot.core.outbox import emit
 from tradepilot.identity.account_service import settings_of
@@ -70,45 +68,6 @@ async def count_open_accounts(session: AsyncSession, user_id: uuid.UUID) -> int:
     count = await session.scalar(select(func.count()).select_from(TradingAccount).where(
         TradingAccount.user_id == user_id, TradingAccount.status == AccountStatus.ACTIVE))
     return int(count or 0)
-
-
-# --- cursors ----------------------------------------------------------------------------------
-
-def _encode(raw: str) -> str:
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _bad_cursor() from None
-
-
-def _bad_cursor() -> BadRequest:
-    return BadRequest("The cursor is not one this endpoint returned.", code="invalid_cursor")
-
-
-def _account_cursor(account: TradingAccount) -> str:
-    return _encode(f"{account.created_at.isoformat()}|{account.id.hex}")
-
-
-def _decode_account_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    stamp, _, account_id = _decode(cursor).partition("|")
-    try:
-        created_at = datetime.fromisoformat(stamp)
-        if created_at.tzinfo is None:
-            raise ValueError("naive")
-        return created_at, uuid.UUID(hex=account_id)
-    except ValueError:
-        raise _bad_cursor() from None
-
-
-def _decode_ledger_cursor(cursor: str) -> int:
-    raw = _decode(cursor)
-    if not raw.startswith("seq:") or not raw[4:].isdigit():
-        raise _bad_cursor()
-    return int(raw[4:])
 
 
 # --- the service ------------------------------------------------------------------------------
@@ -190,13 +149,13 @@ class TradingService:
         if status is not None:
             query = query.where(TradingAccount.status == status)
         if cursor is not None:
-            created_at, after_id = _decode_account_cursor(cursor)
+            created_at, after_id = decode_time_cursor(cursor)
             query = query.where(or_(TradingAccount.created_at > created_at,
                                     and_(TradingAccount.created_at == created_at, TradingAccount.id > after_id)))
         rows = list(await session.scalars(query.order_by(TradingAccount.created_at, TradingAccount.id)
                                           .limit(limit + 1)))
         if len(rows) > limit:
-            return rows[:limit], _account_cursor(rows[limit - 1])
+            return rows[:limit], time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
         return rows, None
 
     async def ledger_page(self, session: AsyncSession, *, account: TradingAccount, kind: str | None, limit: int,
@@ -206,7 +165,7 @@ class TradingService:
         if kind is not None:
             query = query.where(LedgerTransaction.kind == kind)
         if cursor is not None:
-            query = query.where(LedgerTransaction.seq < _decode_ledger_cursor(cursor))
+            query = query.where(LedgerTransaction.seq < decode_seq_cursor(cursor))
         txns = list(await session.scalars(query.order_by(LedgerTransaction.seq.desc()).limit(limit + 1)))
         more = len(txns) > limit
         txns = txns[:limit]
@@ -216,7 +175,7 @@ class TradingService:
                     LedgerPosting.transaction_id.in_(list(legs))).order_by(LedgerPosting.asset, LedgerPosting.bucket)):
                 legs[posting.transaction_id].append(posting)
         page = [(t, legs[t.id]) for t in txns]
-        return page, (_encode(f"seq:{txns[-1].seq}") if more and txns else None)
+        return page, (seq_cursor(txns[-1].seq) if more and txns else None)
 
     # changing --------------------------------------------------------------------------
 
