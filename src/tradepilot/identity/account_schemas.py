@@ -8,11 +8,24 @@ from typing import Literal
 
 from pydantic import Field, IPvAnyNetwork, NonNegativeInt
 
-from tradepilot.core.schemas import Schema
+from tradepilot.core.schemas import Money, Schema
 
 Scope = Literal["read", "trade", "admin"]
 LimitName = Literal["requests_per_minute", "open_orders", "running_strategies", "alerts", "api_keys",
                     "ai_calls_per_day", "backtest_bars", "websocket_subscriptions", "trading_accounts"]
+
+
+class RiskSettings(Schema):
+    """Your own trading risk limits, in each order's quote currency; unset means no limit of that kind.
+
+    Plans set no amounts, so any value tightens; the checks run before every new order
+    (docs/orders.md, "risk checks")."""
+
+    max_order_notional: Money | None = Field(default=None, gt=0, description="Largest value of one order")
+    max_position_notional: Money | None = Field(default=None, gt=0,
+                                                description="Largest value of one symbol's position after a buy")
+    daily_loss_limit: Money | None = Field(default=None, gt=0, description="Realised loss plus fees since 00:00 "
+                                           "UTC at which new orders stop until the next UTC day (kill switch)")
 
 
 class UserSettings(Schema):
@@ -24,6 +37,7 @@ class UserSettings(Schema):
                                               description="If not empty, the account answers only these networks")
     limits: dict[LimitName, NonNegativeInt] = Field(default_factory=dict,
                                                     description="Your own limits; they can only tighten your plan's")
+    risk: RiskSettings = Field(default_factory=RiskSettings)
 
 
 class UserSettingsUpdate(Schema):
@@ -35,6 +49,7 @@ class UserSettingsUpdate(Schema):
     confirm_orders: bool | None = None
     ip_allowlist: list[IPvAnyNetwork] | None = Field(default=None, max_length=50)
     limits: dict[LimitName, NonNegativeInt] | None = None
+    risk: RiskSettings | None = Field(default=None, description="Replaces all risk limits (omit a field: no limit)")
 
 
 class ApiKeyCreate(Schema):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -282,8 +282,12 @@ class OrderService:
         quote, base = balances.get(instrument.quote), balances.get(instrument.base)
         user = await session.get(User, principal.id)
         assert user is not None
-        limits = effective_limits(user.plan, dict(settings_of(user).limits))
+        own = settings_of(user)
+        limits = effective_limits(user.plan, dict(own.limits))
         open_orders = await count_open_orders_of_user(session, principal.id)
+        realised_today = ZERO
+        if own.risk.daily_loss_limit is not None:  # the query only for users who set the kill switch
+            realised_today = await realised_since(session, principal.id, start_of_utc_day(self.clock.now()))
         quantity = order.quantity
         if quantity is None and not order.is_buy:  # a quote-sized sale: what it sells
             quantity = ZERO
@@ -296,11 +300,13 @@ class OrderService:
                              quote_quantity=order.quote_quantity, reduce_only=prepared.body.reduce_only),
             risk.AccountSnapshot(free_quote=quote.free if quote else ZERO, free_base=base.free if base else ZERO,
                                  position=base.total if base else ZERO, open_orders=open_orders,
-                                 realised_today=ZERO),
+                                 realised_today=realised_today),
             risk.MarketSnapshot(last=prepared.last_price,
                                 best_bid=book.bids[0][0] if book is not None and book.bids else None,
                                 best_ask=book.asks[0][0] if book is not None and book.asks else None),
-            risk.RiskLimits(max_open_orders=limits.open_orders),
+            risk.RiskLimits(max_open_orders=limits.open_orders, max_order_notional=own.risk.max_order_notional,
+                            max_position_notional=own.risk.max_position_notional,
+                            daily_loss_limit=own.risk.daily_loss_limit),
             cost=cost)
         return balances
 
@@ -400,3 +406,17 @@ class OrderService:
         if owner != user_id:
             raise NotFound("Trading account not found.", code="account_not_found")
 
+
+def start_of_utc_day(now: datetime) -> datetime:
+    return datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
+
+
+async def realised_since(session: AsyncSession, user_id: uuid.UUID, since: datetime) -> Decimal:
+    """Realised P&L minus fees of the user's fills since ``since`` (summed exactly, in Python)."""
+    rows = await session.execute(select(Fill.realised_pnl, Fill.fee).where(Fill.user_id == user_id,
+                                                                           Fill.created_at >= since))
+    total = ZERO
+    for pnl, fee in rows:
+        total = add(total, pnl or ZERO)
+        total = add(total, fee.copy_negate())
+    return total
