@@ -20,7 +20,7 @@ def test_round_trips() -> None:
 
 
 @pytest.mark.parametrize("cursor", ["", "!!!", "bm90IGEgY3Vyc29y", encode_cursor("2026-01-01T00:00:00", "nothex"),
-                                    encode_cursor("2026-01-01T00:00:00", uuid.uuid4().hex),  # naive time
+                                    encode_cursor("2026-01-01T00:00:00", "9" * 32),  # naive time
                                     encode_cursor("seq", "-1"), encode_cursor("page", "3"), "\u00e9"])
 def test_anything_else_is_invalid_cursor(cursor: str) -> None:
     for decode in (decode_time_cursor, decode_seq_cursor):
