@@ -5,11 +5,15 @@ subscribed to one ticker channel, T ticks per second published in the server pro
 one stalled client (subscribed, never reads, tiny receive buffer). The clients live in a
 separate load-generator process (a lean asyncio WebSocket client, so the generator is not
 the bottleneck); it reports delivered messages/s, p50/p99 tick-to-client latency (the tick
-carries its publish time) and its own CPU. A run whose generator used more than 80% of a
-core is marked INVALID: the figures would measure the generator, not the server.
+carries its scheduled publish time) and its own CPU, and whether the server kept or dropped
+the stalled client (TradePilot drops a reader that accepts nothing for 10 s). A run whose
+generator used more than 80% of a core, or in which a reading client was disconnected, is
+marked INVALID: the figures would not measure what they claim.
 
-    python benchmarks/stream_fanout.py            # 1,000 x 20/s and 200 x 100/s
-    python benchmarks/stream_fanout.py --smoke    # small numbers, for CI
+    python benchmarks/stream_fanout.py                      # 1,000 x 20/s and 200 x 100/s
+    python benchmarks/stream_fanout.py --rounds 3           # median of 3 interleaved runs (noisy machine)
+    python benchmarks/stream_fanout.py --server-sndbuf 8192 # small socket buffers: the stall bites in time
+    python benchmarks/stream_fanout.py --smoke              # small numbers, for CI
 
 Target: TradePilot delivers at least 50% of the bare server's rate, p99 within 3x of its p99.
 """
@@ -19,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,19 +46,28 @@ def raise_open_files_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def tick_payload(n: int) -> dict[str, Any]:
+def tick_payload(n: int, sent: float) -> dict[str, Any]:
     price = 100 + (n % 100) / 100
     return {"venue": "simulated", "symbol": SYMBOL, "bid": f"{price:.2f}", "ask": f"{price + 0.01:.2f}",
             "last": f"{price:.2f}", "volume_24h": "12345.678", "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "sent": time.time()}
+            "sent": sent}
 
 
 async def publish_ticks(rate: float, publish: Any) -> None:
-    """``rate`` ticks per second on an absolute schedule (a late tick does not shift the next)."""
+    """``rate`` ticks per second on an absolute schedule (a late tick does not shift the next).
+
+    Each tick carries its *scheduled* time (wall clock), not the moment the publisher got to
+    run: the publisher shares the server's event loop, so a stalled loop (a long GC pause, a
+    burst of work) would otherwise delay the ticks due meanwhile and stamp them late, hiding
+    the stall from their latency (coordinated omission). A feed's tick arriving during a
+    stall waits just the same. (The stamp is the wall clock now minus the lateness measured
+    on the monotonic clock, so a wall clock slewed during the run does not skew it.)
+    """
     period, n, start = 1.0 / rate, 0, time.monotonic()
     while True:
+        late = time.monotonic() - (start + n * period)
+        await publish(n + 1, time.time() - max(0.0, late))
         n += 1
-        await publish(n)
         delay = start + n * period - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -60,7 +75,24 @@ async def publish_ticks(rate: float, publish: Any) -> None:
 
 # --- servers (each runs in its own process) ----------------------------------------------------
 
-def serve_bare(port: int, rate: float) -> None:
+def listen_socket(port: int, sndbuf: int) -> Any:
+    """The listening socket both servers are handed. ``sndbuf`` > 0 fixes every accepted
+    connection's kernel send buffer (Linux copies it from the listener) instead of letting it
+    grow to megabytes: then the stalled client's unread frames reach the server's own flow
+    control, and its slow-consumer handling, within the run."""
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def serve_bare(port: int, rate: float, sndbuf: int = 0) -> None:
     """The reference: websockets' own server and ``broadcast`` (writes without awaiting)."""
     import uvloop
     from websockets.asyncio.server import broadcast, serve
@@ -79,21 +111,21 @@ def serve_bare(port: int, rate: float) -> None:
         finally:
             subscribers.discard(ws)
 
-    async def publish(n: int) -> None:
-        frame = json.dumps({"type": "ticker", "channel": CHANNEL, "seq": n, "data": tick_payload(n)},
+    async def publish(n: int, sent: float) -> None:
+        frame = json.dumps({"type": "ticker", "channel": CHANNEL, "seq": n, "data": tick_payload(n, sent)},
                            separators=(",", ":"))
         broadcast(subscribers, frame)
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, compression=None, max_queue=64, open_timeout=None,
-                         backlog=4096):
+        async with serve(handler, sock=listen_socket(port, sndbuf), compression=None, max_queue=64,
+                         open_timeout=None):
             print("READY", flush=True)
             await publish_ticks(rate, publish)
 
     uvloop.run(main())
 
 
-def serve_tradepilot(port: int, rate: float, directory: str) -> None:
+def serve_tradepilot(port: int, rate: float, directory: str, sndbuf: int = 0) -> None:
     """The real app (uvicorn, FastAPI, identity, hub) with ticks published on its bus."""
     import uvicorn
 
@@ -110,15 +142,15 @@ def serve_tradepilot(port: int, rate: float, directory: str) -> None:
     app = create_app(settings)
     runtime = app.state.runtime
 
-    async def publish(n: int) -> None:
+    async def publish(n: int, sent: float) -> None:
         await runtime.bus.publish(Event(topic=Topics.market("ticker", SYMBOL.replace("/", "-")),
-                                        type="ticker.updated", payload=tick_payload(n)))
+                                        type="ticker.updated", payload=tick_payload(n, sent)))
 
     async def main() -> None:
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws_ping_interval=20,
                                 ws_per_message_deflate=False, backlog=4096)
         server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[listen_socket(port, sndbuf)]))
         while not server.started:
             await asyncio.sleep(0.05)
         # measure streaming alone: stop the simulated market (its own load is not what is measured
@@ -158,7 +190,7 @@ class Stats:
         self.received = 0
         self.latencies: list[float] = []
         self.subscribed = 0
-        self.closed = 0
+        self.closed = 0  # reading clients whose connection ended (the stalled one is not counted)
 
 
 class BenchClient(asyncio.Protocol):
@@ -168,6 +200,7 @@ class BenchClient(asyncio.Protocol):
         self.stats, self.port, self.token, self.stalled = stats, port, token, stalled
         self.buf = bytearray()
         self.open = False
+        self.lost = False
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -178,7 +211,9 @@ class BenchClient(asyncio.Protocol):
                              .encode())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.stats.closed += 1
+        self.lost = True
+        if not self.stalled:
+            self.stats.closed += 1
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -256,18 +291,39 @@ async def _connect(port: int, client: BenchClient, rcvbuf: int | None = None) ->
     await loop.create_connection(lambda: client, sock=sock)
 
 
+async def _stalled_fate(client: BenchClient) -> str:
+    """After the run: did the server keep the stalled client or drop it? (It reads again to
+    find out: a dropped connection then ends.)"""
+    if client.lost or client.transport is None or client.transport.is_closing():
+        return "dropped"
+    client.transport.resume_reading()
+    await asyncio.sleep(1.0)
+    return "dropped" if client.lost else "kept"
+
+
 async def generate_load(port: int, token: str, clients: int, warmup: float, duration: float,
                         server_pid: int) -> dict[str, Any]:
     stats = Stats()
-    await _connect(port, BenchClient(stats, port, token, stalled=True), rcvbuf=4096)
+    # Every client is held here. A protocol whose transport has paused reading (the stalled
+    # client) is otherwise referenced only by the transport it references back: the cycle
+    # collector then frees both and closes the socket a few seconds into the run, and the
+    # "stalled client" is gone before anything is measured.
+    stalled = BenchClient(stats, port, token, stalled=True)
+    await _connect(port, stalled, rcvbuf=4096)
+    readers: list[BenchClient] = []
     for first in range(0, clients, 100):
-        await asyncio.gather(*(_connect(port, BenchClient(stats, port, token))
-                               for _ in range(first, min(first + 100, clients))))
+        batch = [BenchClient(stats, port, token) for _ in range(first, min(first + 100, clients))]
+        readers.extend(batch)
+        await asyncio.gather(*(_connect(port, client) for client in batch))
     deadline = time.monotonic() + 120
     while stats.subscribed < clients:
         if time.monotonic() > deadline:
             raise SystemExit(f"only {stats.subscribed}/{clients} clients subscribed")
         await asyncio.sleep(0.05)
+    # the generator's own full collections (its heap is the clients) would add pauses to
+    # the measured latency: freeze what exists now; little is allocated later
+    gc.collect()
+    gc.freeze()
     await asyncio.sleep(warmup)
     cpu0, server0, t0 = _self_cpu(), _proc_cpu(server_pid), time.monotonic()
     stats.measuring = True
@@ -275,6 +331,7 @@ async def generate_load(port: int, token: str, clients: int, warmup: float, dura
     stats.measuring = False
     elapsed = time.monotonic() - t0
     cpu1, server1 = _self_cpu(), _proc_cpu(server_pid)
+    stalled_fate = await _stalled_fate(stalled)
     latencies = sorted(stats.latencies)
 
     def pct(p: float) -> float:
@@ -282,7 +339,7 @@ async def generate_load(port: int, token: str, clients: int, warmup: float, dura
 
     return {"delivered_per_s": stats.received / elapsed, "p50_ms": pct(0.50), "p99_ms": pct(0.99),
             "loadgen_cpu_pct": (cpu1 - cpu0) / elapsed * 100, "server_cpu_pct": (server1 - server0) / elapsed * 100,
-            "closed": stats.closed}
+            "closed": stats.closed, "stalled": stalled_fate, "readers": len(readers)}
 
 
 # --- driver ---------------------------------------------------------------------------------------
@@ -316,11 +373,11 @@ def _token(port: int) -> str:
     return str(resp.json()["access_token"])
 
 
-def run_one(kind: str, scenario: Scenario, warmup: float, duration: float) -> dict[str, Any]:
+def run_one(kind: str, scenario: Scenario, warmup: float, duration: float, sndbuf: int = 0) -> dict[str, Any]:
     port = _free_port()
     with tempfile.TemporaryDirectory() as directory:
         args = [sys.executable, __file__, f"serve-{kind}", "--port", str(port), "--rate", str(scenario.rate),
-                "--dir", directory]
+                "--dir", directory, "--sndbuf", str(sndbuf)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEPILOT_")}
         env.update({"TRADEPILOT_ARGON2_TIME_COST": "1", "TRADEPILOT_ARGON2_MEMORY_COST_KIB": "64",
                     "TRADEPILOT_ARGON2_PARALLELISM": "1"})
@@ -344,30 +401,61 @@ def run_one(kind: str, scenario: Scenario, warmup: float, duration: float) -> di
             except subprocess.TimeoutExpired:
                 server.kill()
     result["expected_per_s"] = scenario.clients * scenario.rate
-    result["valid"] = result["loadgen_cpu_pct"] <= CPU_LIMIT
+    problems = []
+    if result["loadgen_cpu_pct"] > CPU_LIMIT:
+        problems.append("load generator > 80% CPU")
+    if result["closed"]:
+        problems.append(f"{result['closed']} reading clients disconnected")
+    result["valid"] = not problems
+    result["status"] = "ok" if not problems else "INVALID (" + ", ".join(problems) + ")"
     return result
+
+
+def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over rounds (one round: that round)."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = {key: statistics.median(r[key] for r in runs) for key, value in runs[0].items()
+              if isinstance(value, int | float) and not isinstance(value, bool)}
+    fates = {r["stalled"] for r in runs}
+    merged["stalled"] = fates.pop() if len(fates) == 1 else "mixed"
+    merged["valid"] = all(r["valid"] for r in runs)
+    bad = [r["status"] for r in runs if not r["valid"]]
+    merged["status"] = f"ok (median of {len(runs)})" if not bad else f"{len(bad)}/{len(runs)} rounds {bad[0]}"
+    return merged
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="small numbers for CI")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds per run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs per server and scenario, alternating which server goes first; the "
+                             "median of each figure is reported (on a shared machine, use 3)")
+    parser.add_argument("--server-sndbuf", type=int, default=0, metavar="BYTES",
+                        help="fix the servers' per-connection socket send buffer (both servers alike; "
+                             "default: the kernel's autotuning, as deployed)")
     args = parser.parse_args()
     raise_open_files_limit()
     scenarios = ([Scenario(50, 20), Scenario(20, 100)] if args.smoke
                  else [Scenario(1000, 20), Scenario(200, 100)])
     warmup = 1.0 if args.smoke else 3.0
     duration = args.duration or (2.0 if args.smoke else 10.0)
-    print(f"stream fan-out: {len(scenarios)} scenarios, {duration:g} s measured each, one stalled client per run")
+    print(f"stream fan-out: {len(scenarios)} scenarios, {duration:g} s measured each, {args.rounds} round(s), "
+          "one stalled client per run")
     header = (f"{'scenario':<14} {'server':<11} {'delivered/s':>12} {'expected/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'loadgen CPU':>12} {'server CPU':>11}  run")
+              f"{'loadgen CPU':>12} {'server CPU':>11} {'stalled':>8}  run")
     print(header)
     for scenario in scenarios:
-        results = {kind: run_one(kind, scenario, warmup, duration) for kind in ("bare", "tradepilot")}
+        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "tradepilot": []}
+        for round_ in range(args.rounds):  # bare first, then TradePilot first, ...: noise hits both alike
+            for kind in ("bare", "tradepilot") if round_ % 2 == 0 else ("tradepilot", "bare"):
+                runs[kind].append(run_one(kind, scenario, warmup, duration, args.server_sndbuf))
+        results = {kind: median_result(runs[kind]) for kind in ("bare", "tradepilot")}
         for kind, r in results.items():
             print(f"{scenario.label:<14} {kind:<11} {r['delivered_per_s']:>12,.0f} {r['expected_per_s']:>11,.0f} "
                   f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['loadgen_cpu_pct']:>11.0f}% "
-                  f"{r['server_cpu_pct']:>10.0f}%  {'ok' if r['valid'] else 'INVALID (load generator > 80% CPU)'}")
+                  f"{r['server_cpu_pct']:>10.0f}% {r['stalled']:>8}  {r['status']}")
         bare, ours = results["bare"], results["tradepilot"]
         rate_ratio = ours["delivered_per_s"] / bare["delivered_per_s"] if bare["delivered_per_s"] else 0.0
         p99_ratio = ours["p99_ms"] / bare["p99_ms"] if bare["p99_ms"] else float("inf")
@@ -383,6 +471,7 @@ def _subcommand() -> int:
     parser.add_argument("command")
     parser.add_argument("--port", type=int)
     parser.add_argument("--rate", type=float, default=20)
+    parser.add_argument("--sndbuf", type=int, default=0)
     parser.add_argument("--dir", default="")
     parser.add_argument("--token", default="")
     parser.add_argument("--clients", type=int, default=10)
@@ -392,9 +481,9 @@ def _subcommand() -> int:
     args = parser.parse_args()
     raise_open_files_limit()
     if args.command == "serve-bare":
-        serve_bare(args.port, args.rate)
+        serve_bare(args.port, args.rate, args.sndbuf)
     elif args.command == "serve-tradepilot":
-        serve_tradepilot(args.port, args.rate, args.dir)
+        serve_tradepilot(args.port, args.rate, args.dir, args.sndbuf)
     elif args.command == "load":
         import uvloop
 

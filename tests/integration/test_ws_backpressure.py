@@ -121,3 +121,28 @@ async def test_overflowing_trades_disconnect_with_slow_consumer(address: str, cl
         assert not hub_of(runtime).clients
     finally:
         slow.close()
+
+
+async def test_ticks_are_written_to_reading_clients_directly(address: str, client: httpx.AsyncClient,
+                                                             runtime: Runtime) -> None:
+    """On uvicorn's websockets-sansio implementation the hub writes frames to a writable socket
+    itself (no writer task), framed per connection with permessage-deflate, shared without."""
+    token, _ = await register(client)
+    async with contextlib.AsyncExitStack() as stack:
+        deflate = await authed(address, token, stack)  # the websockets client offers permessage-deflate
+        plain = await authed(address, token, stack, compression=None)
+        for ws in (deflate, plain):
+            await ws.subscribe("ticker:BTC/USDT")
+            await ws.expect_type("subscribed")
+        clients = hub_of(runtime).clients
+        assert len(clients) == 2 and all(c.transport.can_send_now() for c in clients)  # type: ignore[attr-defined]
+        negotiated = sorted(bool(c.transport._fast.conn.extensions) for c in clients)  # type: ignore[attr-defined]
+        assert negotiated == [False, True]  # both paths of send_now are exercised
+        for n in range(50):
+            await runtime.bus.publish(Event(topic=Topics.market("ticker", "BTC-USDT"), type="ticker.updated",
+                                            payload={"n": n, "pad": "y" * 200}))
+            await asyncio.sleep(0.001)
+        for ws in (deflate, plain):
+            last = await ws.expect(lambda m: m.get("type") == "ticker" and m["data"]["n"] == 49)
+            assert last["channel"] == "ticker:BTC/USDT" and last["data"]["pad"] == "y" * 200
+        assert all(c._send_now is not None and not c.queue for c in clients)  # the fast path stayed on

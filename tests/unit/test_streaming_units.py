@@ -169,3 +169,123 @@ async def test_manager_streams_conflate_prices_and_keep_every_trade() -> None:
         await bus.drain()
         with pytest.raises(StreamOverflow):
             await anext(trades)
+
+
+class FastTransport:
+    """A socket with the synchronous fast path; ``writable`` plays flow control."""
+
+    def __init__(self) -> None:
+        self.writable = True
+        self.now: list[str] = []  # written by send_now
+        self.later: list[str] = []  # written by the writer task (send_text)
+        self.gate: asyncio.Event | None = None  # set: send_text waits for it
+
+    async def send_text(self, text: str) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.later.append(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        return None
+
+    def abort(self) -> None:
+        return None
+
+    def can_send_now(self) -> bool:
+        return self.writable
+
+    def send_now(self, text: str) -> bool:
+        if not self.writable:
+            return False
+        self.now.append(text)
+        return True
+
+
+def fast_client(transport: object, sent: list[int] | None = None, queue_size: int = 10):  # type: ignore[no-untyped-def]
+    from tradepilot.streaming.client import StreamClient
+
+    client = StreamClient(transport, ip=None, queue_size=queue_size,  # type: ignore[arg-type]
+                          on_sent=(sent if sent is not None else []).append, on_closed=lambda c, r: None)
+    client.channels["ticker:A/B"] = parse_channel("ticker:A/B")
+    client.channels["orderbook:A/B"] = parse_channel("orderbook:A/B")
+    return client
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_an_idle_client_is_written_at_once_and_a_paused_one_conflates_in_order() -> None:
+    transport, sent = FastTransport(), []
+    client = fast_client(transport, sent)
+    client.start()
+    assert client.push_latest("ticker:A/B", "a1") and client.send("r1")
+    assert transport.now == ["a1", "r1"] and not client.queue and sent == [1]  # push: the caller counts
+    transport.writable = False  # the peer stopped reading: flow control paused the socket
+    assert not client.push_latest("ticker:A/B", "a2")
+    assert not client.push("t1")
+    assert not client.push_latest("ticker:A/B", "a3")
+    transport.writable = True
+    assert not client.push_latest("ticker:A/B", "a4")  # something is queued: behind it, never ahead
+    assert transport.now == ["a1", "r1"] and client.queue.conflated == 2
+    await settle()  # the writer task drains the queue: the newest ticker in its first place
+    assert transport.later == ["a4", "t1"] and sent == [1, 2]
+    assert client.push_latest("ticker:A/B", "a5") and transport.now[-1] == "a5"  # idle again: at once
+    await client.wait_closed()
+
+
+async def test_no_frame_overtakes_a_send_in_progress() -> None:
+    transport = FastTransport()
+    transport.gate = asyncio.Event()
+    client = fast_client(transport)
+    client.start()
+    transport.writable = False
+    client.push("t1")
+    await settle()  # the writer is inside send_text, waiting
+    transport.writable = True
+    assert client.sending_since is not None
+    assert not client.push("t2") and not client.push_latest("ticker:A/B", "a1")
+    transport.gate.set()
+    await settle()
+    assert transport.later == ["t1", "t2", "a1"] and transport.now == []
+    await client.wait_closed()
+
+
+async def test_a_book_delta_is_rendered_only_when_it_goes_out() -> None:
+    transport = FastTransport()
+    client = fast_client(transport)
+    feed = BookFeed()
+    client.books["orderbook:A/B"] = cursor = BookCursor(dumps("orderbook:A/B"))
+    feed.update(book_payload({"100": "1"}, {}))
+    transport.writable = False
+    assert not client.push_latest("orderbook:A/B", feed)
+    assert cursor.seq == 0  # queued as the feed, not as a rendered delta
+    client.queue.clear()
+    transport.writable = True
+    assert client.push_latest("orderbook:A/B", feed)
+    assert json.loads(transport.now[0])["type"] == "snapshot" and cursor.seq == 1
+
+
+async def test_a_failing_fast_path_falls_back_to_the_writer_task() -> None:
+    class Broken(FastTransport):
+        def send_now(self, text: str) -> bool:
+            raise AttributeError("the server's internals changed")
+
+    transport = Broken()
+    client = fast_client(transport)
+    client.start()
+    assert not client.push_latest("ticker:A/B", "a1") and not client.push("t1")
+    await settle()
+    assert transport.later == ["a1", "t1"]  # nothing lost: delivered the slow way
+    await client.wait_closed()
+
+
+async def test_the_queue_bound_still_holds_with_the_fast_path() -> None:
+    transport = FastTransport()
+    transport.writable = False
+    client = fast_client(transport, queue_size=3)
+    for n in range(3):
+        assert client.send(f"t{n}")
+    assert not client.send("t3") and client.closing == ErrorCode.SLOW_CONSUMER.value
+    await client.wait_closed()

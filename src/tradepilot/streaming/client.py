@@ -1,11 +1,14 @@
 """One connected client: its bounded send queue, its writer task, and how it is closed.
 
-The bus handlers never wait for a client. They put frames into the client's
-:class:`SendQueue` (bounded) or, for conflatable channels, replace the pending value of
-that channel; the client's writer task alone awaits the socket. A client that cannot keep
-up either sees only the newest ticker/book (conflation) or, for channels that must not
-lose messages, is disconnected with ``slow_consumer`` once its queue is full. A writer
-stuck in one send past the limit (a stalled peer) is found by the hub's watchdog.
+The bus handlers never wait for a client. When nothing is queued for the client and its
+socket takes data without waiting (the transport is not paused by flow control), a frame
+is written at once, in the handler: no task switch, no ASGI round trip. Otherwise it goes
+into the client's :class:`SendQueue` (bounded) or, for conflatable channels, replaces the
+pending value of that channel, and the client's writer task alone awaits the socket. A
+client that cannot keep up either sees only the newest ticker/book (conflation) or, for
+channels that must not lose messages, is disconnected with ``slow_consumer`` once its
+queue is full. A writer stuck in one send past the limit (a stalled peer) is found by the
+hub's watchdog.
 """
 
 from __future__ import annotations
@@ -111,7 +114,14 @@ class SendQueue:
 
 
 class Transport(Protocol):
-    """What a client needs of its socket (the router adapts Starlette's WebSocket)."""
+    """What a client needs of its socket (the router adapts Starlette's WebSocket).
+
+    A transport may also offer a synchronous fast path: ``send_now(text) -> bool`` writes
+    one text frame at once if the socket takes it without waiting (open, not paused by flow
+    control) and returns False, having written nothing, otherwise; ``can_send_now() -> bool``
+    asks the same question without writing. Without them every frame goes through the
+    writer task and ``send_text``.
+    """
 
     async def send_text(self, text: str) -> None: ...
     async def close(self, code: int, reason: str) -> None: ...
@@ -130,6 +140,10 @@ class StreamClient:
         self.transport = transport
         self.ip = ip
         self.queue = SendQueue(queue_size)
+        self._send_now: Callable[[str], bool] | None = getattr(transport, "send_now", None)
+        self._can_send_now: Callable[[], bool] | None = getattr(transport, "can_send_now", None)
+        if self._send_now is None or self._can_send_now is None:
+            self._send_now = self._can_send_now = None
         self._on_sent = on_sent
         self._on_closed = on_closed
         now = time.monotonic()
@@ -170,19 +184,75 @@ class StreamClient:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"ws-writer-{self.id}")
 
     def send(self, frame: str) -> bool:
-        """Queue a frame that must not be lost; a full queue closes the client (slow consumer)."""
+        """Send a frame that must not be lost: at once if possible, else queued; a full
+        queue closes the client (slow consumer). False if the client is closing."""
         if self.closing is not None:
             return False
-        if self.queue.put(frame):
-            return True
-        self.close(ErrorCode.SLOW_CONSUMER, "You are not reading fast enough; the queue of "
-                   f"{self.queue.limit} messages is full.")
-        return False
+        if self.push(frame):
+            self._on_sent(1)
+        return self.closing is None
 
     def send_latest(self, key: str, value: str | BookFeed) -> None:
-        """Queue the newest value of a conflatable channel (a ticker frame or a book feed)."""
-        if self.closing is None:
-            self.queue.put_latest(key, value)
+        """Send the newest value of a conflatable channel (a ticker frame or a book feed)."""
+        if self.push_latest(key, value):
+            self._on_sent(1)
+
+    def push(self, frame: str) -> bool:
+        """``send`` for fan-out loops: True if the frame was written at once (the caller
+        counts it for the metric), False if it was queued or refused."""
+        if self.closing is not None:
+            return False
+        # at once only if nothing is queued and no send is in progress (order is kept) and
+        # the socket takes it without waiting; otherwise the writer task sends it
+        if self._send_now is not None and self.sending_since is None and not self.queue._items \
+                and self._write_now(frame):
+            return True
+        self._enqueue(frame)
+        return False
+
+    def push_latest(self, key: str, value: str | BookFeed) -> bool:
+        """``send_latest`` for fan-out loops: True if written at once (the caller counts it)."""
+        if self.closing is not None:
+            return False
+        if self._send_now is not None and self.sending_since is None and not self.queue._items:
+            # a socket paused by flow control (a laggard) gets its values conflated in the queue
+            if type(value) is str:
+                if self._write_now(value):
+                    return True
+            elif self._ready():
+                frame = self._render(key, value)  # a book delta is rendered only when it goes out
+                if frame is None:
+                    return False
+                if self._write_now(frame):
+                    return True
+                self._enqueue(frame)  # rendered (the cursor moved on): it must go out as it is
+                return False
+        self.queue.put_latest(key, value)
+        return False
+
+    def _enqueue(self, frame: str) -> None:
+        if not self.queue.put(frame):
+            self.close(ErrorCode.SLOW_CONSUMER, "You are not reading fast enough; the queue of "
+                       f"{self.queue.limit} messages is full.")
+
+    def _ready(self) -> bool:
+        try:
+            return self._can_send_now is not None and self._can_send_now()
+        except Exception:  # see _write_now
+            logger.debug("direct websocket write failed; using the writer task", exc_info=True)
+            self._send_now = self._can_send_now = None
+            return False
+
+    def _write_now(self, frame: str) -> bool:
+        """True if written; False if the socket would make us wait: the caller queues it."""
+        try:
+            return self._send_now(frame)  # type: ignore[misc]
+        except Exception:
+            # a connection that broke under us, or a server whose internals changed: from now
+            # on this client's frames go through the writer task and the ASGI send
+            logger.debug("direct websocket write failed; using the writer task", exc_info=True)
+            self._send_now = self._can_send_now = None
+            return False
 
     def _render(self, key: str | None, value: Any) -> str | None:
         if key is None or key[0] == "_":

@@ -10,8 +10,10 @@ With a RedisBus every replica's hub sees every event, so a client on any replica
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -50,6 +52,26 @@ logger = logging.getLogger("tradepilot.streaming")
 
 BOOK_DEPTH = 50
 METRICS_KEY = "streaming_metrics"
+REVALIDATE_CONCURRENCY = 8  # credential re-checks (database queries) running at once
+
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach, once per process.
+
+    Called when the first WebSocket client connects: start-up (imports, the app, its
+    routes and models) is over by then, and those objects live as long as the process.
+    A full collection otherwise traverses them all (about 230,000 objects, half of the
+    heap with 1,000 clients), stopping the event loop, and every client's ticks, for about
+    150 ms more each time (measured: ~270 ms, ~105 ms with the freeze). A collection runs
+    first, so no garbage is frozen.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 class StreamMetrics:
@@ -120,6 +142,7 @@ class StreamHub:
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
+        self._revalidations = asyncio.Semaphore(REVALIDATE_CONCURRENCY)
 
     @property
     def identity(self) -> IdentityService:
@@ -157,8 +180,12 @@ class StreamHub:
     # --- clients -------------------------------------------------------------------------
 
     def attach(self, transport: Transport, ip: str | None) -> StreamClient:
+        freeze_startup_heap()
         client = StreamClient(transport, ip=ip, queue_size=self.queue_size,
                               on_sent=self.metrics.messages.inc, on_closed=self._closing)
+        # clients that connect together (a reconnect wave after a deploy) would get their
+        # heartbeats in the same maintenance pass forever: each gets its own phase instead
+        client.last_ping -= random.random() * self.heartbeat
         self.clients.add(client)
         self.metrics.clients.inc()
         client.start()
@@ -219,7 +246,10 @@ class StreamHub:
         if client.principal is not None:
             self._unindex_identity(client)
         client.principal, client.credential, client.subscription_limit = principal, credential, limit
-        client.last_validated = time.monotonic()
+        # the first periodic re-check comes between half a period and a period from now, then
+        # one per period: clients that authenticate together do not all query the database in
+        # the same maintenance pass (a thousand of them stalled the loop for ~0.5 s)
+        client.last_validated = time.monotonic() - random.random() * self.revalidate_every / 2
         client.expires_at, client.expiry_notified = None, False
         if credential[0] == "token":
             claims = self.identity.tokens.decode_access(credential[1], now=self.runtime.clock.now())
@@ -245,6 +275,12 @@ class StreamHub:
 
     async def revalidate(self, client: StreamClient) -> None:
         """Authenticate the connection's credential again (plan, role, suspension may change)."""
+        if client.credential is None or client.closing is not None:
+            return
+        async with self._revalidations:  # a burst (a user change, many due at once) is paced
+            await self._revalidate(client)
+
+    async def _revalidate(self, client: StreamClient) -> None:
         if client.credential is None or client.closing is not None:
             return
         kind, secret = client.credential
@@ -412,24 +448,32 @@ class StreamHub:
         if state is None:
             return
         kind = state.channel.kind
+        # one pass over the subscribers: each frame is written to the socket right here when
+        # the client is idle and its socket writable, else queued for its writer task; the
+        # metric is updated once per event, not once per client
+        sent = 0
         if state.book is not None:
             state.book.update(event.payload)
+            book, name = state.book, state.name
             for client in state.clients:
-                client.send_latest(state.name, state.book)
-            return
-        state.seq += 1
-        if kind is ChannelKind.TRADES and not state.clients:
-            return
-        frame = data_frame(DATA_TYPES[kind], state.json, state.seq, dumps(event.payload))
-        if kind is ChannelKind.TICKER:
-            state.latest = frame
-            for client in state.clients:
-                client.send_latest(state.name, frame)
-            return
-        if kind is ChannelKind.CANDLES:
-            state.latest = frame
-        for client in list(state.clients):
-            client.send(frame)
+                sent += client.push_latest(name, book)
+        else:
+            state.seq += 1
+            if kind is ChannelKind.TRADES and not state.clients:
+                return
+            frame = data_frame(DATA_TYPES[kind], state.json, state.seq, dumps(event.payload))
+            if kind is ChannelKind.TICKER:
+                state.latest = frame
+                name = state.name
+                for client in state.clients:
+                    sent += client.push_latest(name, frame)
+            else:
+                if kind is ChannelKind.CANDLES:
+                    state.latest = frame
+                for client in list(state.clients):  # a full queue closes (and unindexes) the client
+                    sent += client.push(frame)
+        if sent:
+            self.metrics.messages.inc(sent)
 
     async def _on_user(self, event: Event) -> None:
         if event.user_id is None:
