@@ -168,3 +168,8 @@ async def user_events(runtime: Runtime, user_id: str) -> list[OutboxEvent]:
     async with runtime.db.session() as session:
         return list(await session.scalars(select(OutboxEvent).where(OutboxEvent.user_id == uuid.UUID(user_id))
                                           .order_by(OutboxEvent.seq)))
+
+
+# the book most order tests start from: three levels a side around 60,000
+ASKS = [("60000", "0.04"), ("60010", "0.05"), ("60020", "0.1")]
+BIDS = [("59990", "0.03"), ("59980", "0.05"), ("59970", "0.2")]

@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from tests.helpers import bearer, new_user
@@ -28,15 +27,6 @@ from tradepilot.runtime import Runtime
 from tradepilot.trading.order_models import Order
 
 BULK = f"{ORDERS}/bulk"
-ASKS = [("60000", "0.04"), ("60010", "0.05"), ("60020", "0.1")]
-BIDS = [("59990", "0.03"), ("59980", "0.05"), ("59970", "0.2")]
-
-
-@pytest.fixture
-async def market(runtime: Runtime) -> Market:
-    m = Market(runtime)
-    await m.book(BIDS, ASKS)
-    return m
 
 
 def limit(price: str, quantity: str, **extra: Any) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import bearer, new_user
 from tests.integration.admin_support import client_from
 from tests.integration.orders_support import (
+    ASKS,
+    BIDS,
     ORDERS,
     Market,
     assert_ledger_consistent,
@@ -29,16 +31,6 @@ from tests.integration.orders_support import (
 from tests.support import make_settings
 from tradepilot.app import create_app
 from tradepilot.runtime import Runtime
-
-ASKS = [("60000", "0.04"), ("60010", "0.05"), ("60020", "0.1")]
-BIDS = [("59990", "0.03"), ("59980", "0.05"), ("59970", "0.2")]
-
-
-@pytest.fixture
-async def market(runtime: Runtime) -> Market:
-    m = Market(runtime)
-    await m.book(BIDS, ASKS)
-    return m
 
 
 def summary(order: dict[str, Any]) -> tuple[Any, ...]:

@@ -12,6 +12,8 @@ from sqlalchemy import update
 from tests.helpers import bearer, new_user
 from tests.integration.admin_support import client_from
 from tests.integration.orders_support import (
+    ASKS,
+    BIDS,
     ORDERS,
     Market,
     assert_ledger_consistent,
@@ -29,9 +31,6 @@ from tests.support import make_settings
 from tradepilot.app import create_app
 from tradepilot.core.lease_models import LeaseRow
 from tradepilot.runtime import Runtime
-
-ASKS = [("60000", "0.04"), ("60010", "0.05"), ("60020", "0.1")]
-BIDS = [("59990", "0.03"), ("59980", "0.05"), ("59970", "0.2")]
 
 
 async def test_a_resting_limit_fills_only_on_trades_at_or_through_it_bounded_by_volume(

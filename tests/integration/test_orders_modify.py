@@ -31,16 +31,6 @@ from tradepilot.trading import ledger, order_actions
 from tradepilot.trading.order_models import Order
 from tradepilot.trading.order_schemas import OrderModify
 
-ASKS = [("60000", "0.04"), ("60010", "0.05"), ("60020", "0.1")]
-BIDS = [("59990", "0.03"), ("59980", "0.05"), ("59970", "0.2")]
-
-
-@pytest.fixture
-async def market(runtime: Runtime) -> Market:
-    m = Market(runtime)
-    await m.book(BIDS, ASKS)
-    return m
-
 
 async def modify(client: httpx.AsyncClient, tokens: dict, order_id: str, **body: Any) -> httpx.Response:
     return await client.put(f"{ORDERS}/{order_id}", json=body, headers=bearer(tokens))

@@ -10,6 +10,8 @@ from tests.helpers import bearer, new_user
 from tests.integration.admin_support import make_admin
 from tests.integration.orders_support import (
     ACCOUNTS,
+    ASKS,
+    BIDS,
     ORDERS,
     Market,
     assert_ledger_consistent,
@@ -23,8 +25,6 @@ from tests.integration.orders_support import (
 from tradepilot.runtime import Runtime
 
 PANIC = "/api/trading/panic"
-ASKS = [("60000", "0.04"), ("60010", "0.05"), ("60020", "0.1")]
-BIDS = [("59990", "0.03"), ("59980", "0.05"), ("59970", "0.2")]
 
 
 async def test_the_panic_button_cancels_everything_and_closes_the_positions(client: httpx.AsyncClient,

@@ -24,16 +24,6 @@ from tests.integration.orders_support import (
 )
 from tradepilot.runtime import Runtime
 
-ASKS = [("60000", "0.04"), ("60010", "0.05"), ("60020", "0.1")]
-BIDS = [("59990", "0.03"), ("59980", "0.05"), ("59970", "0.2")]
-
-
-@pytest.fixture
-async def market(runtime: Runtime) -> Market:
-    m = Market(runtime)
-    await m.book(BIDS, ASKS)
-    return m
-
 
 async def test_the_plans_market_buy_walks_three_levels_with_exact_price_fee_balances_and_position(
         client: httpx.AsyncClient, runtime: Runtime, market: Market) -> None:

@@ -14,15 +14,21 @@ import httpx
 import pytest
 
 from tests.helpers import bearer, new_user
-from tests.integration.orders_support import ACCOUNTS, ORDERS, Market, default_account, place_ok
+from tests.integration.orders_support import (
+    ACCOUNTS,
+    ASKS,
+    BIDS,
+    ORDERS,
+    Market,
+    default_account,
+    place_ok,
+)
 from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
 from tradepilot.runtime import Runtime
 from tradepilot.trading import reporting
 
-ASKS = [("60000", "0.04"), ("60010", "0.05"), ("60020", "0.1")]
-BIDS = [("59990", "0.03"), ("59980", "0.05"), ("59970", "0.2")]
 T0 = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
 HISTORY, FILLS_CSV, PNL = "/api/trading/history", "/api/trading/fills.csv", "/api/trading/pnl"
 
