@@ -40,7 +40,7 @@ from tradepilot.trading.execution import OrderWriter, add, ceil18, mul
 from tradepilot.trading.filters import OrderAmounts, check_filters
 from tradepilot.trading.halt import ensure_not_halted
 from tradepilot.trading.models import AccountStatus, Balance, TradingAccount
-from tradepilot.trading.order_models import Fill, Order, OrderEvent, OrderStatus, Position
+from tradepilot.trading.order_models import Fill, Order, OrderEvent, OrderStatus
 from tradepilot.trading.order_schemas import OrderCreate
 from tradepilot.trading.service import TradingService, open_order_counter
 
@@ -391,20 +391,17 @@ class OrderService:
             return rows[:limit], time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
         return rows, None
 
-    async def list_positions(self, session: AsyncSession, *, user_id: uuid.UUID, account_id: uuid.UUID | None,
-                             symbol: str | None) -> list[Position]:
-        query = select(Position).where(Position.user_id == user_id)
-        if account_id is not None:
-            query = query.where(Position.account_id == account_id)
-        if symbol is not None:
-            query = query.where(Position.symbol == symbol)
-        return list(await session.scalars(query.order_by(Position.account_id, Position.symbol)))
+    async def check_account(self, session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
+        await check_account_filter(session, user_id, account_id)
 
-    async def check_account(self, session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID) -> None:
-        """404 ``account_not_found`` for a filter naming an account that is not the caller's."""
-        owner = await session.scalar(select(TradingAccount.user_id).where(TradingAccount.id == account_id))
-        if owner != user_id:
-            raise NotFound("Trading account not found.", code="account_not_found")
+
+async def check_account_filter(session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
+    """404 ``account_not_found`` for an ``account_id`` filter naming an account that is not the caller's."""
+    if account_id is None:
+        return
+    owner = await session.scalar(select(TradingAccount.user_id).where(TradingAccount.id == account_id))
+    if owner != user_id:
+        raise NotFound("Trading account not found.", code="account_not_found")
 
 
 def start_of_utc_day(now: datetime) -> datetime:

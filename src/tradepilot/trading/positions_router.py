@@ -28,7 +28,7 @@ from tradepilot.trading.deps import ReadUser, TradeUser
 from tradepilot.trading.execution import order_payload
 from tradepilot.trading.order_models import Order, Position
 from tradepilot.trading.order_schemas import OrderOut
-from tradepilot.trading.orders import OrderService
+from tradepilot.trading.orders import check_account_filter
 from tradepilot.trading.position_exits import PositionService, open_exits, position_not_found
 from tradepilot.trading.position_models import ExitKind
 from tradepilot.trading.position_schemas import (
@@ -118,12 +118,6 @@ def _decode_position_cursor(cursor: str) -> tuple[uuid.UUID, str]:
         raise bad_cursor() from None
 
 
-async def _check_account(db: AsyncSession, runtime: Runtime, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
-    if account_id is not None:
-        orders: OrderService = runtime.services["orders"]
-        await orders.check_account(db, user_id, account_id)
-
-
 # --- reading -----------------------------------------------------------------------------------
 
 @router.get("/positions", response_model=Page[PositionView], summary="Your positions",
@@ -141,7 +135,7 @@ async def list_positions(
 ) -> Page[PositionView]:
     """Per account and symbol, average-cost method, marked at the symbol's last trade price, with
     the stop-loss / take-profit in force."""
-    await _check_account(db, runtime, principal.id, account_id)
+    await check_account_filter(db, principal.id, account_id)
     query = select(Position).where(Position.user_id == principal.id)
     if account_id is not None:
         query = query.where(Position.account_id == account_id)
@@ -204,7 +198,7 @@ async def close_all_positions(idem: Idempotency, principal: TradeUser, db: DbSes
     if idem.replay is not None:
         return idem.replay
     body = body or PositionsCloseAll()
-    await _check_account(db, runtime, principal.id, body.account_id)
+    await check_account_filter(db, principal.id, body.account_id)
     query = select(Position.id, Position.account_id, Position.symbol, Position.quantity).where(
         Position.user_id == principal.id, Position.opened_at.is_not(None))
     if body.account_id is not None:

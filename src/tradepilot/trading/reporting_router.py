@@ -17,7 +17,7 @@ from tradepilot.trading import reporting
 from tradepilot.trading.deps import ReadUser
 from tradepilot.trading.execution import fill_payload, order_payload
 from tradepilot.trading.order_schemas import FillOut
-from tradepilot.trading.orders import OrderService
+from tradepilot.trading.orders import check_account_filter
 from tradepilot.trading.position_schemas import HistoryItem, PnlOut
 
 router = api_router(prefix="/api/trading", tags=["reports"])
@@ -27,12 +27,6 @@ _ACCOUNT = {404: {"description": "account_id names no account of yours (account_
 Start = Annotated[datetime | None, Query(description="RFC 3339; at or after (a time without offset is UTC)")]
 End = Annotated[datetime | None, Query(description="RFC 3339; before (exclusive)")]
 SymbolQuery = Annotated[str | None, Query(max_length=32)]
-
-
-async def _check_account(db: DbSession, runtime: RuntimeDep, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
-    if account_id is not None:
-        orders: OrderService = runtime.services["orders"]
-        await orders.check_account(db, user_id, account_id)
 
 
 def _symbol(symbol: str | None) -> str | None:
@@ -58,7 +52,7 @@ async def history(
     `end` bound the time each order closed. Each with its fills (the trades)."""
     start, end = reporting.as_utc(start), reporting.as_utc(end)
     reporting.check_range(start, end)
-    await _check_account(db, runtime, principal.id, account_id)
+    await check_account_filter(db, principal.id, account_id)
     query = reporting.HistoryQuery(user_id=principal.id, symbol=_symbol(symbol), side=side, account_id=account_id,
                                    status=status_, start=start, end=end)
     rows, next_cursor = await reporting.history(db, query, limit=limit, cursor=cursor)
@@ -84,7 +78,7 @@ async def fills_csv(
     plain text; `realised_pnl` is the fill's gross realised P&L (average cost, 0 for a buy)."""
     start, end = reporting.as_utc(start), reporting.as_utc(end)
     reporting.check_range(start, end)
-    await _check_account(db, runtime, principal.id, account_id)
+    await check_account_filter(db, principal.id, account_id)
     await db.close()  # the stream reads with its own short sessions
     query = reporting.FillQuery(user_id=principal.id, account_id=account_id, symbol=_symbol(symbol), start=start,
                                 end=end)
@@ -111,7 +105,7 @@ async def pnl(
     `net_pnl = realised_pnl − fees`. All your accounts unless `account_id`."""
     start, end = reporting.as_utc(start), reporting.as_utc(end)
     reporting.check_range(start, end)
-    await _check_account(db, runtime, principal.id, account_id)
+    await check_account_filter(db, principal.id, account_id)
     accounts = [account_id] if account_id is not None else await reporting.user_accounts(db, principal.id)
     query = reporting.FillQuery(user_id=principal.id, account_id=account_id, symbol=_symbol(symbol), start=start,
                                 end=end)
