@@ -24,6 +24,7 @@ from tests.integration.jobs_support import (
 )
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
+from tradepilot.core.db import Database
 from tradepilot.core.errors import Conflict
 from tradepilot.jobs.models import Job, JobStatus
 from tradepilot.jobs.reaper import prune_finished
@@ -283,11 +284,18 @@ async def test_shutdown_puts_a_running_job_back_in_the_queue(settings: Settings,
         await wait_until(running)
     finally:
         await stop_runtime_with_jobs(runtime)  # the handler never finishes by itself
+    # read the row before anything can pick the job up again (a started runtime claims it at once)
+    database = Database(settings.database_url)
+    try:
+        async with database.session() as session:
+            job = await session.get(Job, job_id)
+    finally:
+        await database.dispose()
+    assert job is not None
+    assert job.status == JobStatus.QUEUED and job.attempts == 0  # the interrupted attempt is not held against it
+    assert job.error == "interrupted by shutdown; will run again"
     runtime = await start_runtime_with_jobs(settings.model_copy(update={"data_dir": tmp_path}), clock=clock)
     try:
-        job = await load_job(runtime, job_id)
-        assert job.status == JobStatus.QUEUED and job.attempts == 0  # the interrupted attempt is not held against it
-        assert job.error == "interrupted by shutdown; will run again"
         gate(name).set()
         await jobs_of(runtime).drain()
         job = await load_job(runtime, job_id)
