@@ -122,8 +122,11 @@ class FeedOwner:
 
     async def _publish(self, event: Event) -> None:
         try:
-            await asyncio.wait_for(self.runtime.bus.publish(event), PUBLISH_TIMEOUT)
-        except asyncio.TimeoutError:
+            # in this task (no inner task as with wait_for, which waits for that task on cancel:
+            # a stop must never hang behind a publish)
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await self.runtime.bus.publish(event)
+        except TimeoutError:
             logger.warning("market event dropped: the bus did not take it in time", extra={"topic": event.topic})
 
     async def handle(self, event: MarketEvent) -> None:
