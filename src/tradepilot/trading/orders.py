@@ -19,11 +19,12 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.core.cursors import decode_seq_cursor, decode_time_cursor, seq_cursor, time_cursor
+from tradepilot.core.cursors import decode_seq_cursor, seq_cursor
 from tradepilot.core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from tradepilot.core.pagination import time_keyset_page
 from tradepilot.identity.account_service import settings_of
 from tradepilot.identity.models import User
 from tradepilot.identity.plans import effective_limits
@@ -351,14 +352,7 @@ class OrderService:
             query = query.where(Order.symbol == symbol)
         if account_id is not None:
             query = query.where(Order.account_id == account_id)
-        if cursor is not None:
-            created_at, before_id = decode_time_cursor(cursor)
-            query = query.where(or_(Order.created_at < created_at,
-                                    and_(Order.created_at == created_at, Order.id < before_id)))
-        rows = list(await session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)))
-        if len(rows) > limit:
-            return rows[:limit], time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
-        return rows, None
+        return await time_keyset_page(session, query, Order.created_at, Order.id, limit=limit, cursor=cursor)
 
     async def order_events(self, session: AsyncSession, *, order: Order, limit: int,
                            cursor: str | None) -> tuple[list[OrderEvent], str | None]:
@@ -382,14 +376,7 @@ class OrderService:
             query = query.where(Fill.account_id == account_id)
         if order_id is not None:
             query = query.where(Fill.order_id == order_id)
-        if cursor is not None:
-            created_at, before_id = decode_time_cursor(cursor)
-            query = query.where(or_(Fill.created_at < created_at,
-                                    and_(Fill.created_at == created_at, Fill.id < before_id)))
-        rows = list(await session.scalars(query.order_by(Fill.created_at.desc(), Fill.id.desc()).limit(limit + 1)))
-        if len(rows) > limit:
-            return rows[:limit], time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
-        return rows, None
+        return await time_keyset_page(session, query, Fill.created_at, Fill.id, limit=limit, cursor=cursor)
 
     async def check_account(self, session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
         await check_account_filter(session, user_id, account_id)

@@ -23,14 +23,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from tradepilot.core.cursors import decode_time_cursor, time_cursor
 from tradepilot.core.db import Database
 from tradepilot.core.errors import Unprocessable
 from tradepilot.core.money import EXACT, to_plain_string
+from tradepilot.core.pagination import time_keyset_page
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Fill, Order, OrderStatus, Position
 from tradepilot.trading.positions import unrealised_pnl
@@ -90,17 +90,7 @@ async def history(session: AsyncSession, query: HistoryQuery, *, limit: int,
         stmt = stmt.where(Order.closed_at >= query.start)
     if query.end is not None:
         stmt = stmt.where(Order.closed_at < query.end)
-    if cursor is not None:
-        at, before = decode_time_cursor(cursor)
-        stmt = stmt.where(Order.closed_at <= at,
-                          or_(Order.closed_at < at, and_(Order.closed_at == at, Order.id < before)))
-    rows = list(await session.scalars(stmt.order_by(Order.closed_at.desc(), Order.id.desc()).limit(limit + 1)))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        assert last.closed_at is not None
-        next_cursor = time_cursor(last.closed_at, last.id)
+    rows, next_cursor = await time_keyset_page(session, stmt, Order.closed_at, Order.id, limit=limit, cursor=cursor)
     fills: dict[uuid.UUID, list[Fill]] = {row.id: [] for row in rows}
     if rows:
         for fill in await session.scalars(select(Fill).where(Fill.order_id.in_(list(fills)))):

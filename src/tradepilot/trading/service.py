@@ -13,13 +13,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.core.cursors import decode_seq_cursor, decode_time_cursor, seq_cursor, time_cursor
+from tradepilot.core.cursors import decode_seq_cursor, seq_cursor
 from tradepilot.core.errors import Conflict, Unprocessable
 from tradepilot.core.events import Topics
 from tradepilot.core.outbox import emit
+from tradepilot.core.pagination import time_keyset_page
 from tradepilot.identity.account_service import settings_of
 from tradepilot.identity.models import User
 from tradepilot.identity.plans import effective_limits
@@ -148,15 +149,8 @@ class TradingService:
         query = select(TradingAccount).where(TradingAccount.user_id == user_id)
         if status is not None:
             query = query.where(TradingAccount.status == status)
-        if cursor is not None:
-            created_at, after_id = decode_time_cursor(cursor)
-            query = query.where(or_(TradingAccount.created_at > created_at,
-                                    and_(TradingAccount.created_at == created_at, TradingAccount.id > after_id)))
-        rows = list(await session.scalars(query.order_by(TradingAccount.created_at, TradingAccount.id)
-                                          .limit(limit + 1)))
-        if len(rows) > limit:
-            return rows[:limit], time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
-        return rows, None
+        return await time_keyset_page(session, query, TradingAccount.created_at, TradingAccount.id, limit=limit,
+                                      cursor=cursor, newest_first=False)
 
     async def ledger_page(self, session: AsyncSession, *, account: TradingAccount, kind: str | None, limit: int,
                           cursor: str | None) -> tuple[list[tuple[LedgerTransaction, list[LedgerPosting]]], str | None]:
