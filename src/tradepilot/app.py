@@ -67,6 +67,7 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.jobs.router import router as jobs_router
     from tradepilot.market.router import router as market_router
     from tradepilot.ops.router import router as ops_router
+    from tradepilot.portfolio.analytics_router import router as analytics_router
     from tradepilot.streaming.router import router as streaming_router
     from tradepilot.trading.admin_router import router as trading_admin_router
     from tradepilot.trading.portfolio_router import router as portfolio_router
@@ -94,6 +95,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(reporting_router)
     app.include_router(portfolio_router)
     app.include_router(trading_admin_router)
+    app.include_router(analytics_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
@@ -102,6 +104,7 @@ async def start_runtime(runtime: Runtime) -> None:
     from tradepilot.jobs.setup import start_jobs
     from tradepilot.market.setup import start_market
     from tradepilot.core.outbox_setup import start_outbox
+    from tradepilot.portfolio.setup import start_portfolio
     from tradepilot.streaming.setup import start_streaming
     from tradepilot.trading.matching_owner import start_matching
     from tradepilot.trading.setup import start_trading
@@ -114,6 +117,7 @@ async def start_runtime(runtime: Runtime) -> None:
     await start_jobs(runtime)
     await start_market(runtime)
     await start_matching(runtime)  # after the market: it matches against its books and trades
+    await start_portfolio(runtime)  # after jobs: records equity where jobs run
 
 
 async def stop_runtime(runtime: Runtime) -> None:
@@ -121,9 +125,11 @@ async def stop_runtime(runtime: Runtime) -> None:
     from tradepilot.jobs.setup import stop_jobs
     from tradepilot.market.setup import stop_market
     from tradepilot.core.outbox_setup import stop_outbox
+    from tradepilot.portfolio.setup import stop_portfolio
     from tradepilot.streaming.setup import stop_streaming
     from tradepilot.trading.matching_owner import stop_matching
 
+    await stop_portfolio(runtime)
     await stop_matching(runtime)  # first: it releases its lease and stops reading the market
     await stop_market(runtime)  # first: it flushes candles and releases its lease
     await stop_streaming(runtime)

@@ -9,6 +9,7 @@ from tradepilot.identity import models as _identity  # noqa: F401
 from tradepilot.identity import twofactor_models as _twofactor  # noqa: F401
 from tradepilot.jobs import models as _jobs  # noqa: F401
 from tradepilot.market import models as _market  # noqa: F401
+from tradepilot.portfolio import equity_models as _equity  # noqa: F401
 from tradepilot.trading import halt as _trading_halt  # noqa: F401
 from tradepilot.trading import models as _trading  # noqa: F401
 from tradepilot.trading import order_models as _orders  # noqa: F401

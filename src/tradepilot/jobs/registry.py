@@ -18,6 +18,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "tradepilot.identity.recovery",
     "tradepilot.identity.deletion",
     "tradepilot.identity.idempotency",
+    "tradepilot.portfolio.equity",
 )
 
 
