@@ -4,6 +4,7 @@ the day's closing prices."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.helpers import bearer, new_user
-from tests.integration.orders_support import Market
+from tests.integration.orders_support import Market, wait_for
 from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
@@ -181,3 +182,24 @@ async def test_another_users_account_and_bad_periods(client: httpx.AsyncClient) 
     unknown = await client.get("/api/analytics/risk-metrics", params={"benchmark": "NOPE/USDT"},
                                headers=bearer(mine))
     assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_benchmark"
+
+
+async def test_a_fill_records_the_accounts_equity(client: httpx.AsyncClient, runtime) -> None:  # type: ignore[no-untyped-def]
+    if not runtime.services["jobs"].executes:
+        pytest.skip("this process runs no jobs, so it does not record equity after fills")
+    market = Market(runtime)
+    await market.book(bids=[("100", "50")], asks=[("101", "50")])
+    _, tokens = await new_user(client)
+    account = (await client.get("/api/trading/accounts", headers=bearer(tokens))).json()["items"][0]["id"]
+    placed = await client.post("/api/trading/orders", headers=bearer(tokens), json={
+        "symbol": "BTC/USDT", "side": "buy", "type": "market", "quantity": "1"})
+    assert placed.status_code == 201, placed.text
+
+    async def recorded() -> bool:
+        async with runtime.db.session() as session:
+            row = (await session.scalars(select(EquityDay).where(EquityDay.account_id == uuid.UUID(placed.json()["account_id"]))
+                                         )).first()
+        return row is not None and row.trades == 1 and row.positions_value == Decimal("101")
+
+    await wait_for(recorded, "the equity row written after the fill", timeout=15)
+    assert account == placed.json()["account_id"]
