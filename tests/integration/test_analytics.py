@@ -21,6 +21,7 @@ from tradepilot.market import payloads
 from tradepilot.market.types import Bar
 from tradepilot.portfolio.equity import recorder_of
 from tradepilot.portfolio.equity_models import EquityDay, EquityIntraday
+from tradepilot.portfolio.manager import manager_of
 
 DAY = 24 * 3600
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -165,15 +166,46 @@ async def test_three_days_with_a_deposit(client: httpx.AsyncClient, runtime, clo
     assert Decimal(expo["gross"]) == btc_value and expo["largest_weight"] == pytest.approx(1.0)
     assert expo["gross_ratio"] == pytest.approx(float(btc_value / expected[d3]), rel=1e-12)
 
+    html = await client.get("/api/analytics/report", params={"period": "30d"}, headers=auth)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert html.text.count("data:image/png;base64,") >= 4 and "https://" not in html.text
+    pdf = await client.get("/api/analytics/report", params={"format": "pdf"}, headers=auth)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    png = await client.get("/api/analytics/report", params={"format": "png"}, headers=auth)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+    # the same through the PortfolioManager, as non-HTTP callers (notifications, strategies) use it
+    manager = manager_of(runtime)
+    owner = uuid.UUID(user["id"])
+    assert await manager.calculate_portfolio_value(owner) == expected[d3]
+    allocation_now = await manager.get_asset_allocation(owner)
+    assert allocation_now["BTC"][0] == btc_value
+    risk_report = await manager.calculate_risk_metrics(owner, period="all")
+    assert risk_report.time_weighted_return == pytest.approx(body["returns"]["all"], rel=1e-12)
+    emailed, media_type = await manager.generate_performance_report(owner, period="7d", fmt="pdf")
+    assert media_type == "application/pdf" and emailed.startswith(b"%PDF-")
+
+    # intraday: the point the job recorded, then now, ten minutes and one trade later
+    clock.advance(600)
+    await market.trade("116", "0.5")
+    later = (await client.get("/api/analytics/performance", params={"period": "1d"}, headers=auth)).json()
+    now_equity = end_of_day[d3]["USDT"] + end_of_day[d3]["BTC"] * Decimal("116")
+    assert [Decimal(p["equity"]) for p in later["intraday_curve"]] == [expected[d3], now_equity]
+    assert later["intraday_return"] == pytest.approx(float(now_equity / expected[d2] - 1), rel=1e-12)
+    assert later["returns"]["1d"] == pytest.approx(later["intraday_return"], rel=1e-12)
+
 
 async def test_another_users_account_and_bad_periods(client: httpx.AsyncClient) -> None:
     _, mine = await new_user(client)
     _, theirs = await new_user(client)
     their_account = (await client.get("/api/trading/accounts", headers=bearer(theirs))).json()["items"][0]["id"]
-    for path in ("performance", "risk-metrics", "drawdown", "sharpe-ratio", "portfolio-allocation", "exposure"):
+    for path in ("performance", "risk-metrics", "drawdown", "sharpe-ratio", "portfolio-allocation", "exposure",
+                 "report"):
         answer = await client.get(f"/api/analytics/{path}", params={"account_id": their_account},
                                   headers=bearer(mine))
         assert answer.status_code == 404 and answer.json()["code"] == "account_not_found", path
+    too_new = await client.get("/api/analytics/report", headers=bearer(mine))  # opened today: one point
+    assert too_new.status_code == 422 and too_new.json()["code"] == "insufficient_history"
     bad = await client.get("/api/analytics/performance", params={"period": "2w"}, headers=bearer(mine))
     assert bad.status_code == 422
     backwards = await client.get("/api/analytics/drawdown", params={"start": "2026-03-05", "end": "2026-03-01"},

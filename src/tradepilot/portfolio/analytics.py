@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tradepilot.core.errors import NotFound, Unprocessable
 from tradepilot.core.money import EXACT
 from tradepilot.portfolio.equity import day_start, recorder_of, utc_day
-from tradepilot.portfolio.equity_models import EquityDay
+from tradepilot.portfolio.equity_models import EquityDay, EquityIntraday
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Fill
 
@@ -130,17 +130,23 @@ class AnalyticsData:
         first = None if window.start is None else window.start - timedelta(days=1)  # the base point
         per_day: dict[date, list[tuple[uuid.UUID, _Row]]] = defaultdict(list)
         recorder = recorder_of(self.runtime)
+        # replayed days first: a row the recorder makes final meanwhile is then simply not read
+        # (final rows hold the same figures), rather than read as well or missed in between
+        replayed_from: dict[uuid.UUID, date] = {}
+        for account in included:
+            figures_list = await recorder.unfinished_days(account)
+            replayed_from[account.id] = figures_list[0].day if figures_list else date.max
+            for figures in figures_list:
+                if figures.day <= window.end and (first is None or figures.day >= first):
+                    per_day[figures.day].append((account.id, _Row.of_figures(figures)))
         async with self.runtime.db.session() as session:
             query = select(EquityDay).where(EquityDay.account_id.in_([a.id for a in included]), EquityDay.final,
                                             EquityDay.day <= window.end)
             if first is not None:
                 query = query.where(EquityDay.day >= first)
             for row in (await session.scalars(query)).all():
-                per_day[row.day].append((row.account_id, _Row.of_stored(row)))
-        for account in included:
-            for figures in await recorder.unfinished_days(account):
-                if figures.day <= window.end and (first is None or figures.day >= first):
-                    per_day[figures.day].append((account.id, _Row.of_figures(figures)))
+                if row.day < replayed_from[row.account_id]:
+                    per_day[row.day].append((row.account_id, _Row.of_stored(row)))
         for day in sorted(per_day):
             rows = per_day[day]
             series.dates.append(day)
@@ -167,6 +173,33 @@ class AnalyticsData:
                 query = query.where(Fill.created_at >= day_start(window.start))
             return list((await session.scalars(query.order_by(Fill.created_at))).all())
 
+    async def intraday(self, series: EquitySeries, now: datetime) -> list[tuple[datetime, Decimal, Decimal]]:
+        """Today's recorded points and now: (moment, equity, the day's flows so far), summed over
+        the series' accounts. A moment counts once every account has a point at or before it
+        (each account's latest point is carried forward), so no account is missing from a sum."""
+        today = utc_day(now)
+        if not series.dates or series.dates[-1] != today:
+            return []
+        async with self.runtime.db.session() as session:
+            rows = (await session.execute(
+                select(EquityIntraday.account_id, EquityIntraday.at, EquityIntraday.equity, EquityIntraday.day_flows)
+                .where(EquityIntraday.account_id.in_(series.accounts), EquityIntraday.at >= day_start(today),
+                       EquityIntraday.at < now)
+                .order_by(EquityIntraday.at))).all()
+        latest: dict[uuid.UUID, tuple[Decimal, Decimal]] = {}
+        points: list[tuple[datetime, Decimal, Decimal]] = []
+        expected = {account_id for account_id, *_ in rows}
+        for account_id, at, equity, flows in rows:
+            latest[account_id] = (equity, flows)
+            if set(latest) == expected:
+                point = (at, _sum(e for e, _ in latest.values()), _sum(f for _, f in latest.values()))
+                if points and points[-1][0] == at:
+                    points[-1] = point
+                else:
+                    points.append(point)
+        points.append((now, series.equity[-1], series.net_flows[-1]))
+        return points
+
     async def benchmark_returns(self, symbol: str, dates: list[date]) -> tuple[np.ndarray, np.ndarray]:
         """Daily simple returns of ``symbol``'s closes, labelled by day (for date alignment)."""
         if len(dates) < 2:
@@ -177,6 +210,15 @@ class AnalyticsData:
         days = np.array([d for d, _ in closes], dtype="datetime64[D]")
         px = np.array([float(c) for _, c in closes])
         return px[1:] / px[:-1] - 1.0, days[1:]
+
+
+def trade_pnl(fill: Fill) -> float | None:
+    """A closing (sell) fill's realised P&L net of its fee, in the quote currency: one *trade*
+    of the statistics (spot: only sells close a position)."""
+    if fill.side != "sell" or fill.realised_pnl is None:
+        return None
+    fee = fill.fee if fill.fee_asset == fill.symbol.split("/")[1] else EXACT.multiply(fill.fee, fill.price)
+    return float(EXACT.subtract(fill.realised_pnl, fee))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ as ``BTC/USDT``: beta, correlation and alpha against its daily returns).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections import defaultdict
@@ -20,15 +21,25 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Response
 
 from tradepilot.core.deps import DbSession, RuntimeDep
 from tradepilot.core.errors import Unprocessable
 from tradepilot.core.money import EXACT, to_plain_string
 from tradepilot.core.routing import api_router
 from tradepilot.portfolio import metrics
-from tradepilot.portfolio.analytics import PERIODS, AnalyticsData, EquitySeries, Window, period_start, window_for
+from tradepilot.portfolio.analytics import (
+    PERIODS,
+    AnalyticsData,
+    EquitySeries,
+    Window,
+    period_start,
+    trade_pnl,
+    window_for,
+)
 from tradepilot.portfolio.equity import utc_day
+from tradepilot.portfolio.manager import manager_of
+from tradepilot.portfolio.report import MEDIA_TYPES, ReportFormat, render
 from tradepilot.trading.deps import ReadUser
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Fill
@@ -47,6 +58,7 @@ class Scope:
     window: Window
     benchmark: str | None
     now: datetime
+    label: str  # the period as asked: "30d", "2026-01-01 – 2026-03-31", "all"
 
 
 async def analytics_scope(
@@ -66,8 +78,10 @@ async def analytics_scope(
         raise Unprocessable(f"Unknown benchmark symbol {benchmark!r}.", code="unknown_benchmark")
     await db.commit()  # nothing written: end the read transaction before the (longer) analysis
     now = runtime.clock.now()
-    return Scope(accounts=accounts, window=window_for(period, start, end, utc_day(now)), benchmark=benchmark,
-                 now=now)
+    window = window_for(period, start, end, utc_day(now))
+    label = period or ("all" if window.start is None and end is None else
+                       f"{window.start.isoformat() if window.start else 'start'} – {window.end.isoformat()}")
+    return Scope(accounts=accounts, window=window, benchmark=benchmark, now=now, label=label)
 
 
 ScopeDep = Annotated[Scope, Depends(analytics_scope)]
@@ -144,21 +158,13 @@ def _method(report: metrics.PerformanceReport) -> dict[str, Any]:
             "day": "UTC", "valuation": "daily closes (1d candles), today at the last price"}
 
 
-def _trade_pnl(fill: Fill) -> float | None:
-    """A closing (sell) fill's realised P&L net of its fee, in the quote currency."""
-    if fill.side != "sell" or fill.realised_pnl is None:
-        return None
-    fee = fill.fee if fill.fee_asset == fill.symbol.split("/")[1] else EXACT.multiply(fill.fee, fill.price)
-    return float(EXACT.subtract(fill.realised_pnl, fee))
-
-
 def _breakdown(fills: list[Fill], key: Any) -> list[dict[str, Any]]:
     groups: dict[str, list[Fill]] = defaultdict(list)
     for fill in fills:
         groups[key(fill)].append(fill)
     rows = []
     for name, group in sorted(groups.items()):
-        pnls = [p for p in (_trade_pnl(f) for f in group) if p is not None]
+        pnls = [p for p in (trade_pnl(f) for f in group) if p is not None]
         stats = metrics.trade_statistics(pnls) if pnls else None
         realised = ZERO
         fees = ZERO
@@ -174,6 +180,19 @@ def _breakdown(fills: list[Fill], key: Any) -> list[dict[str, Any]]:
                      "profit_factor": None if stats is None else stats.profit_factor,
                      "expectancy": None if stats is None else stats.expectancy})
     return rows
+
+
+def _intraday_return(series: EquitySeries, points: list[tuple[datetime, Decimal, Decimal]]) -> float | None:
+    """Today's time-weighted return through its intraday points, from yesterday's close."""
+    if len(series) < 2 or not points:
+        return None
+    wealth, previous, flows_before = 1.0, float(series.equity[-2]), 0.0
+    for _, equity, day_flows in points:
+        if previous <= 0:
+            return None
+        wealth *= (float(equity) - (float(day_flows) - flows_before)) / previous
+        previous, flows_before = float(equity), float(day_flows)
+    return wealth - 1.0
 
 
 def _twr(series: EquitySeries) -> float | None:
@@ -194,7 +213,7 @@ async def performance(scope: ScopeDep, runtime: RuntimeDep) -> dict[str, Any]:
     everything = await AnalyticsData(runtime).series(scope.accounts, Window(None, scope.window.end))
     series = everything if scope.window.start is None else everything.since(scope.window.start)
     fills = await AnalyticsData(runtime).fills(scope.accounts, scope.window)
-    pnls = [p for p in (_trade_pnl(f) for f in fills) if p is not None]
+    pnls = [p for p in (trade_pnl(f) for f in fills) if p is not None]
     report = await _report(runtime, scope, series, trade_pnls=pnls)
     returns: dict[str, Any] = {}
     for name in PERIODS:
@@ -207,6 +226,8 @@ async def performance(scope: ScopeDep, runtime: RuntimeDep) -> dict[str, Any]:
     flows = sum(series.net_flows[1:], ZERO) if len(series) > 1 else ZERO
     change = EXACT.subtract(series.equity[-1], series.equity[0]) if series.dates else ZERO
     trades = report.trades
+    intraday = await AnalyticsData(runtime).intraday(series, scope.now) if scope.window.end == utc_day(scope.now) \
+        else []
     return out({
         **_header(scope, series),
         "method": _method(report),
@@ -229,6 +250,8 @@ async def performance(scope: ScopeDep, runtime: RuntimeDep) -> dict[str, Any]:
             "definition": "a sell fill's realised P&L (average cost) net of its fee"},
         "by_symbol": _breakdown(fills, lambda f: f.symbol),
         "by_strategy": _breakdown(fills, lambda f: MANUAL),
+        "intraday_return": _intraday_return(series, intraday),
+        "intraday_curve": [{"at": at, "equity": e, "day_flows": f} for at, e, f in intraday],
         "equity_curve": [{"date": d, "equity": e, "net_flows": f, "cash": c, "positions_value": p}
                          for d, e, f, c, p in zip(series.dates, series.equity, series.net_flows, series.cash,
                                                   series.positions_value, strict=True)],
@@ -360,3 +383,21 @@ async def exposure(scope: ScopeDep, runtime: RuntimeDep) -> dict[str, Any]:
         "time_in_market": None if expo is None else expo.time_in_market,
         "average_gross": None if expo is None else expo.average_gross,
     })
+
+
+@router.get("/report", summary="Performance report with charts: self-contained HTML, PDF or PNG",
+            response_class=Response,
+            responses={**_NOT_FOUND, 200: {"content": {t: {} for t in MEDIA_TYPES.values()},
+                                           "description": "The report"},
+                       422: {"description": "Fewer than two days of history (insufficient_history)"}})
+async def report(
+    scope: ScopeDep, runtime: RuntimeDep,
+    format: Annotated[ReportFormat, Query(description="html (default, charts inline), pdf or png")] = "html",
+) -> Response:
+    """Equity curve with deposits and withdrawals marked, underwater drawdown, monthly-returns
+    heat map, allocation, and every metric with its definition and conventions."""
+    data = await manager_of(runtime).report_input(scope.accounts, scope.window, scope.label,
+                                                  benchmark=scope.benchmark)
+    body, media_type = await asyncio.to_thread(render, data, format)
+    filename = f"tradepilot-report-{scope.window.end.isoformat()}.{format}"
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'inline; filename="{filename}"'})

@@ -42,7 +42,12 @@ from tradepilot.jobs.scheduler import schedule
 from tradepilot.portfolio.equity_models import EquityDay, EquityIntraday
 from tradepilot.portfolio.equity_replay import DailyCloses, DayFigures, FillMove, LedgerMove, replay
 from tradepilot.trading.execution import FILLS_KIND
-from tradepilot.trading.models import AccountStatus, LedgerPosting, LedgerTransaction, TradingAccount
+from tradepilot.trading.models import (
+    AccountStatus,
+    LedgerPosting,
+    LedgerTransaction,
+    TradingAccount,
+)
 from tradepilot.trading.order_models import Fill
 
 if TYPE_CHECKING:

@@ -54,8 +54,10 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "DEFAULT_PERIODS_PER_YEAR",
     "DEFAULT_VAR_LEVELS",
+    "MONTHS",
     "DrawdownPeriod",
     "ExposureStats",
+    "MonthlyReturns",
     "PerformanceReport",
     "TradeStats",
     "align",
@@ -75,6 +77,7 @@ __all__ = [
     "max_drawdown",
     "max_drawdown_period",
     "money_weighted_return",
+    "monthly_returns",
     "omega_ratio",
     "performance_report",
     "periodic_rate",
@@ -87,6 +90,7 @@ __all__ = [
     "time_in_market",
     "time_weighted_return",
     "trade_statistics",
+    "utc_datetimes",
     "value_at_risk",
     "volatility",
     "wealth_index",
@@ -1086,4 +1090,81 @@ def performance_report(
         rolling_volatility=rolling_volatility(raw, rolling_window, periods_per_year),
         trades=None if trade_pnls is None else trade_statistics(trade_pnls),
         exposure=expo,
+    )
+
+
+# --------------------------------------------------------------------------- calendar
+
+
+def utc_datetimes(dates: ArrayLike | Sequence[Any]) -> NDArray[np.datetime64]:
+    """Dates (``datetime`` with or without a time zone, ``date``, ``datetime64``, ISO
+    strings) as a ``datetime64[us]`` array in UTC (naive), the form every dated figure uses."""
+    arr = np.asarray(dates)
+    labels = _labels(arr, arr.size, "dates")
+    if labels is None or labels.dtype.kind != "M":
+        raise ValueError("dates must be dates or datetimes")
+    return labels
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MonthlyReturns:
+    """Time-weighted returns per calendar month (UTC): ``values[i, j]`` is the return of
+    month ``j + 1`` (January = column 0) of ``years[i]``, NaN where the series has no return
+    in that month. ``yearly[i]`` is the return over the part of ``years[i]`` covered.
+
+    A period's return belongs to the month of the date that *ends* it, as empyrical's
+    ``aggregate_returns(returns, "monthly")`` on returns dated by their end: so the first
+    month covers only the days from the first equity point on.
+    """
+
+    years: tuple[int, ...]
+    values: FloatArray  # (len(years), 12)
+    yearly: FloatArray  # (len(years),)
+
+    def get(self, year: int, month: int) -> float:
+        """The return of ``month`` (1..12) of ``year``; NaN outside the series."""
+        if year not in self.years or not 1 <= month <= 12:
+            return math.nan
+        return float(self.values[self.years.index(year), month - 1])
+
+
+def _compound_by_group(r: FloatArray, keys: NDArray[np.int64]) -> tuple[NDArray[np.int64], FloatArray]:
+    """``prod(1 + r) - 1`` of the finite returns of each run of equal, ascending ``keys``;
+    NaN for a group without a finite return (a missing return leaves wealth unchanged)."""
+    starts = np.flatnonzero(np.diff(keys, prepend=keys[0] - 1))
+    ok = np.isfinite(r)
+    growth = np.multiply.reduceat(np.where(ok, 1.0 + r, 1.0), starts)
+    counted = np.add.reduceat(ok.astype(np.int64), starts)
+    return keys[starts], np.where(counted > 0, growth - 1.0, np.nan)
+
+
+def monthly_returns(
+    dates: ArrayLike | Sequence[Any], equity: ArrayLike, flows: ArrayLike | None = None
+) -> MonthlyReturns:
+    """The time-weighted return of each calendar month (UTC), flows removed.
+
+    The period returns are :func:`simple_returns` (a deposit or withdrawal is never a
+    return), each dated by the equity point that ends it, compounded within each month:
+    ``prod(1 + r_t) - 1``. ``dates`` label the equity points, ascending. With fewer than
+    two points there is no return and the table is empty.
+    """
+    e = _floats(equity).ravel()
+    labels = utc_datetimes(dates) if e.size else np.empty(0, dtype="datetime64[us]")
+    if labels.size != e.size:
+        raise ValueError(f"dates has {labels.size} labels, equity {e.size}")
+    if labels.size > 1 and (np.diff(labels) < np.timedelta64(0, "us")).any():
+        raise ValueError("dates must be ascending")
+    r = simple_returns(e, flows)
+    if r.size == 0:
+        return MonthlyReturns(years=(), values=np.empty((0, 12)), yearly=np.empty(0))
+    months = labels[1:].astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+    month_keys, month_returns = _compound_by_group(r, months)
+    year_keys, year_returns = _compound_by_group(r, months // 12)
+    values = np.full((year_keys.size, 12), np.nan)
+    values[np.searchsorted(year_keys, month_keys // 12), month_keys % 12] = month_returns
+    return MonthlyReturns(
+        years=tuple(int(y) + 1970 for y in year_keys), values=values, yearly=year_returns
     )
