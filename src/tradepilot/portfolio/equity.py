@@ -17,21 +17,24 @@ account at once write the same figures; there is nothing to lock.
 
 Prices: each day's close of ``<asset>/<currency>`` from the candle store (1d bars), carried
 forward over days without one; where the store has none, the last fill price of that day
-(and the previous row's own prices) stand in; today uses the market's last prices.
+(and the previous row's own prices) stand in; today uses the market's last prices (a
+``tradepilot worker``, which runs no market, values today at the latest close; readers on
+the web replicas replay today at live prices anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,6 +91,17 @@ class PriceSource:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._store: Any = None
+        self._memo: dict[tuple[str, date, date], list[tuple[date, Decimal]]] | None = None
+
+    @contextlib.contextmanager
+    def memoised(self) -> Iterator[None]:
+        """Within the block, each (symbol, range) is read once: a recording run over many
+        accounts asks for the same closes again and again."""
+        self._memo = {}
+        try:
+            yield
+        finally:
+            self._memo = None
 
     def _market(self) -> Any:
         return self._runtime.services.get("market")
@@ -97,13 +111,19 @@ class PriceSource:
         return None if market is None else market.last_price(symbol)
 
     async def closes(self, symbol: str, first: date, last: date) -> list[tuple[date, Decimal]]:
+        memo = self._memo
+        if memo is not None and (symbol, first, last) in memo:
+            return memo[(symbol, first, last)]
         start, end = day_start(first), day_start(last + timedelta(days=1))
         market = self._market()
         if market is not None:
             bars = await market.read_candles(symbol, "1d", start, end)
         else:
             bars = await asyncio.to_thread(self._candle_store().read_bars, symbol, "1d", start, end)
-        return [(utc_day(bar.open_time), bar.close) for bar in bars]
+        closes = [(utc_day(bar.open_time), bar.close) for bar in bars]
+        if memo is not None:
+            memo[(symbol, first, last)] = closes
+        return closes
 
     def _candle_store(self) -> Any:
         if self._store is None:
@@ -163,9 +183,16 @@ class EquityRecorder:
             accounts = list((await session.execute(
                 select(TradingAccount.id, TradingAccount.status, TradingAccount.closed_at)
                 .order_by(TradingAccount.created_at))).all())
-            final_days = dict((await session.execute(
-                select(EquityDay.account_id, EquityDay.day).where(EquityDay.final)
-                .order_by(EquityDay.day))).all())
+            final_days = dict((await session.execute(  # type: ignore[arg-type]
+                select(EquityDay.account_id, func.max(EquityDay.day)).where(EquityDay.final)
+                .group_by(EquityDay.account_id))).all())
+        with self.prices.memoised():
+            recorded, skipped = await self._record_each(accounts, final_days, now, ctx)
+        pruned = await self.prune(now)
+        return {"accounts": recorded, "skipped": skipped, "intraday_pruned": pruned}
+
+    async def _record_each(self, accounts: Sequence[Any], final_days: dict[uuid.UUID, date], now: datetime,
+                           ctx: JobContext | None) -> tuple[int, int]:
         recorded, skipped = 0, 0
         for i, (account_id, status, closed_at) in enumerate(accounts):
             if status != AccountStatus.ACTIVE and closed_at is not None and \
@@ -179,8 +206,7 @@ class EquityRecorder:
                 logger.exception("equity recording failed for account %s", account_id)
             if ctx is not None and i % 50 == 49:
                 await ctx.progress((i + 1) / len(accounts), f"{i + 1} accounts")
-        pruned = await self.prune(now)
-        return {"accounts": recorded, "skipped": skipped, "intraday_pruned": pruned}
+        return recorded, skipped
 
     async def prune(self, now: datetime) -> int:
         async with self.runtime.db.transaction() as session:
