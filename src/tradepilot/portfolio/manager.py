@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tradepilot.core.money import EXACT
+from tradepilot.identity.principal import AuthUser
 from tradepilot.portfolio import metrics
 from tradepilot.portfolio.analytics import (
     AnalyticsData,
@@ -21,6 +22,9 @@ from tradepilot.portfolio.analytics import (
     window_for,
 )
 from tradepilot.portfolio.equity import utc_day
+from tradepilot.portfolio.optimize import RISK_TOLERANCE_METHODS, RiskTolerance
+from tradepilot.portfolio.optimize_service import OptimizedAllocation, optimize_allocation
+from tradepilot.portfolio.rebalance_service import RebalanceResult, RebalanceService
 from tradepilot.portfolio.report import ReportFormat, render
 from tradepilot.portfolio.report_input import ReportInput
 from tradepilot.trading.models import TradingAccount
@@ -66,6 +70,31 @@ class PortfolioManager:
         series = await self.series(user_id, account_id, period)
         return metrics.performance_report(series.floats("equity"), series.floats("net_flows"), series.datetimes(),
                                           **options)  # type: ignore[arg-type]
+
+    async def rebalance_portfolio(self, principal: AuthUser, target_allocation: dict[str, Decimal], *,
+                                  tolerance: Decimal = Decimal("0.01"), dry_run: bool = True,
+                                  account_id: uuid.UUID | None = None) -> RebalanceResult:
+        """The orders that bring an account to ``target_allocation`` (asset -> weight, cash
+        included); placed through the trading service only when ``dry_run`` is false."""
+        rebalancer = RebalanceService(self.runtime.services["orders"], self.runtime.services["market"],
+                                      self.runtime.services["trading"])
+        async with self.runtime.db.transaction() as session:
+            return await rebalancer.rebalance(session, principal, account_id=account_id, target=target_allocation,
+                                              tolerance=tolerance, dry_run=dry_run)
+
+    async def optimize_allocation(self, user_id: uuid.UUID, risk_tolerance: RiskTolerance = RiskTolerance.MODERATE, *,
+                                  symbols: list[str] | None = None, lookback_days: int = 365,
+                                  account_id: uuid.UUID | None = None) -> OptimizedAllocation:
+        """Weights for ``symbols`` (default: the ``<asset>/<quote>`` markets of what the user
+        holds) by the method ``risk_tolerance`` maps to (see optimize.RISK_TOLERANCE_METHODS)."""
+        if symbols is None:
+            series = await self.series(user_id, account_id, "1d")
+            held = series.values[-1] if series.dates else {}
+            symbols = [f"{asset}/{series.currency}" for asset in sorted(held) if asset != series.currency]
+        return await optimize_allocation(
+            self.runtime.services["market"], self.runtime.clock, symbols=symbols,
+            method=RISK_TOLERANCE_METHODS[risk_tolerance], lookback_days=lookback_days, bounds=None,
+            default_bounds=(0.0, 1.0), target_return=None, risk_free_rate=0.0)
 
     async def report_input(self, accounts: list[TradingAccount], window: Window, label: str, *,
                            benchmark: str | None = None) -> ReportInput:
