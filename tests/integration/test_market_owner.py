@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -14,9 +16,12 @@ from tests.market_support import binance_trades
 from tests.support import make_settings
 from tests.unit.test_market_builder import expected_bars
 from tradepilot.config import Settings
+from tradepilot.core.events import Event
 from tradepilot.core.lease import close_lease_managers
-from tradepilot.market.setup import feed_owner, start_market, stop_market
-from tradepilot.market.types import Instrument, MarketEvent, OrderBook
+from tradepilot.market import payloads
+from tradepilot.market.setup import feed_owner, start_feed_owner, start_market, stop_market
+from tradepilot.market.store import CandleStore
+from tradepilot.market.types import TIMEFRAMES, Bar, Instrument, MarketEvent, OrderBook, Trade
 from tradepilot.runtime import Runtime, build_runtime
 
 
@@ -132,3 +137,180 @@ async def test_replicas_report_the_same_last_price(database_url: str, redis_url:
     finally:
         await _stop(a)
         await _stop(b)
+
+
+# -- stopping -----------------------------------------------------------------------------
+
+
+class EndlessFeed(RecordedFeed):
+    """Trades without pause: the owner is always publishing, never waiting for the feed."""
+
+    async def events(self) -> AsyncIterator[MarketEvent]:
+        start, i = datetime(2024, 8, 8, tzinfo=UTC), 0
+        while not self._stopped.is_set():
+            i += 1
+            yield Trade("recorded", "BTC/USDT", str(i), Decimal(60000 + i % 7), Decimal("0.01"), "buy",
+                        start + timedelta(milliseconds=50 * i))
+
+
+class SwallowingBus:
+    """The in-process bus, losing the first cancellation that reaches a publish — what Python
+    3.11's ``asyncio.wait_for`` (inside redis-py's send) does when the cancellation arrives as
+    the write completes, which behind a Redis bus happened on most stops of a live owner."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.swallowed = 0
+
+    async def publish(self, event: Event) -> None:
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if self.swallowed:
+                raise
+            self.swallowed += 1
+        await self.inner.publish(event)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
+def _market_tasks() -> list[asyncio.Task]:  # type: ignore[type-arg]
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith(("market-feed", "market-candle"))]
+
+
+async def _publishing_owner(settings: Settings, store: CandleStore) -> tuple[Runtime, SwallowingBus]:
+    """A runtime whose owner relays an endless feed through a :class:`SwallowingBus`."""
+    runtime = build_runtime(settings)
+    bus = runtime.bus = SwallowingBus(runtime.bus)  # type: ignore[assignment]
+    await runtime.bus.start()
+    feed = EndlessFeed([])
+    service = await start_market(runtime, feed=feed)
+    owner = start_feed_owner(runtime, feed, service, store)
+    await _until(lambda: owner.running.is_set())
+    await _until(lambda: bool(owner._pending))  # closed candles waiting for their flush
+    return runtime, bus
+
+
+async def test_a_stop_is_prompt_while_the_owner_publishes(sqlite_template, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(sqlite_template.fresh(tmp_path), data_dir=tmp_path / "var")
+    # slow writes: the lease manager's cancellation arrives while the final flush is running
+    store = SlowStore(Path(settings.data_dir) / "market" / "candles", "recorded", delay=0.1)
+    runtime, _ = await _publishing_owner(settings, store)
+    owner, service = feed_owner(runtime), runtime.services["market"]
+    try:
+        started = time.monotonic()
+        await stop_market(runtime)
+        elapsed = time.monotonic() - started
+    finally:
+        await _stop(runtime)
+    # before the fix the cancellation was lost in the publish and this waited its 15 s timeout
+    assert elapsed < 5, f"stop_market took {elapsed:.1f} s"
+    assert _market_tasks() == [] and store.in_flight == 0
+    # nothing acknowledged was lost: every closed candle published reached the store on the way out
+    assert owner is not None and owner._pending == {}
+    published = service.closed_live_bars()[("BTC/USDT", "1m")]
+    stored = store.read_bars("BTC/USDT", "1m")
+    assert published and set(published) <= set(stored)
+
+
+async def test_a_cancellation_lost_in_a_publish_still_ends_the_owner(sqlite_template, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Cancelled without ``stop_market`` (a lost lease, the event loop closing): before the fix
+    the owner relayed the feed forever, and the loop's close hung on it."""
+    settings = make_settings(sqlite_template.fresh(tmp_path), data_dir=tmp_path / "var")
+    runtime, bus = await _publishing_owner(settings, CandleStore.for_settings(settings, "recorded"))
+    _, task = runtime.services["market_owner"]
+    try:
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+        assert bus.swallowed == 1  # the scenario happened: the owner never received the cancellation
+        assert task.done()
+    finally:
+        await _stop(runtime)
+    assert _market_tasks() == []
+
+
+class SlowStore(CandleStore):
+    """A candle store on a slow disk: every write takes ``delay`` seconds; counts what runs."""
+
+    def __init__(self, root: Path, venue: str, delay: float) -> None:
+        super().__init__(root, venue)
+        self.delay = delay
+        self.in_flight = 0
+        self.completed = 0
+        self._lock = threading.Lock()
+
+    def write(self, symbol, timeframe, bars, *, fence=None):  # type: ignore[no-untyped-def, override]
+        with self._lock:
+            self.in_flight += 1
+        try:
+            time.sleep(self.delay)
+            return super().write(symbol, timeframe, bars, fence=fence)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.completed += 1
+
+
+def _heard_bars(symbols: list[str], per_timeframe: int) -> list[Bar]:
+    """Closed bars of every timeframe, as a previous owner published them."""
+    end = datetime(2024, 8, 8, tzinfo=UTC)
+    bars = []
+    for s, symbol in enumerate(symbols):
+        for timeframe, seconds in TIMEFRAMES.items():
+            for i in range(per_timeframe):
+                price = Decimal(100 + s + i)
+                bars.append(Bar(symbol, timeframe, end - timedelta(seconds=seconds * (per_timeframe - i)),
+                                price, price + 2, price - 1, price + 1, Decimal(i + 1)))
+    return bars
+
+
+async def _consumer(settings: Settings, heard: list[Bar]) -> Runtime:
+    """A replica that heard ``heard`` on the bus (no owner yet)."""
+    runtime = await _start(settings, feed=RecordedFeed([]))
+    service = runtime.services["market"]
+    for bar in heard:
+        await service._on_candle(payloads.candle_event(bar))
+    return runtime
+
+
+async def test_a_stop_during_a_large_takeover_write_is_prompt_and_the_next_owner_completes_it(
+        sqlite_template, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(sqlite_template.fresh(tmp_path), data_dir=tmp_path / "var", market_feed_owner=False)
+    symbols = [f"S{i}/USDT" for i in range(10)]
+    heard = _heard_bars(symbols, per_timeframe=30)  # 60 (symbol, timeframe) keys: 60+ partition writes
+    runtime = await _consumer(settings, heard)
+    slow = SlowStore(Path(settings.data_dir) / "market" / "candles", "recorded", delay=0.1)  # 6+ s in all
+    start_feed_owner(runtime, RecordedFeed([]), runtime.services["market"], slow)
+    try:
+        await _until(lambda: slow.completed >= 3)
+        started = time.monotonic()
+        await stop_market(runtime)
+        elapsed = time.monotonic() - started
+        in_flight = slow.in_flight  # right after stop_market: nothing may still be writing
+    finally:
+        await _stop(runtime)
+    assert elapsed < 3, f"stop_market took {elapsed:.1f} s"
+    assert in_flight == 0, "a store write outlived stop_market"
+    assert slow.completed < 30  # it really was stopped half-way
+
+    # consistent: whole partitions of heard bars, minutes first, no temporary files
+    store = CandleStore.for_settings(settings, "recorded")
+    expected = {(b.symbol, b.timeframe): [] for b in heard}  # type: dict[tuple[str, str], list[Bar]]
+    for bar in heard:
+        expected[(bar.symbol, bar.timeframe)].append(bar)
+    stored = {key: store.read_bars(*key) for key in expected}
+    assert all(stored[key] in ([], expected[key]) for key in expected)
+    assert all(stored[(s, "1m")] for s in symbols[:3])
+    assert not any(stored[key] for key in expected if key[1] != "1m") or all(stored[(s, "1m")] for s in symbols)
+    assert not list(store.root.rglob("*.tmp"))
+
+    # the next owner (a replica that heard the same bars) stores what is missing, first thing
+    successor = await _consumer(settings, heard)
+    start_feed_owner(successor, RecordedFeed([]), successor.services["market"], store)
+    try:
+        await _until(lambda: feed_owner(successor).running.is_set())
+    finally:
+        await _stop(successor)
+    assert {key: store.read_bars(*key) for key in expected} == expected
+    assert all(store.gaps(*key) == [] for key in expected)

@@ -277,7 +277,12 @@ class LeaseManager:
             await asyncio.sleep(interval)
             remaining = lease.ttl - (clock.monotonic() - lease.renewed_at)
             try:
-                if not await asyncio.wait_for(lease.renew(), timeout=max(remaining, interval / 4)):
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the renewal completes, and this loop would
+                # then never stop (docs/market-feeds.md, "Stopping the feed owner")
+                async with asyncio.timeout(max(remaining, interval / 4)):
+                    renewed = await lease.renew()
+                if not renewed:
                     return
             except asyncio.CancelledError:
                 raise

@@ -44,8 +44,9 @@ class Periodic:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: never loses a cancellation
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             if self._stopping:
                 return
             self._wake.clear()

@@ -206,8 +206,9 @@ class JobExecutor:
     async def _heartbeat(self, run: _Run) -> None:
         """Touch the row every interval until the handler ends; stop the handler if the job was lost."""
         while not run.handler_done.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(run.handler_done.wait(), self.config.heartbeat_interval_seconds)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: never loses a cancellation
+                async with asyncio.timeout(self.config.heartbeat_interval_seconds):
+                    await run.handler_done.wait()
             if run.handler_done.is_set():
                 return
             try:
