@@ -23,3 +23,11 @@ def test_refuses_inexact_or_unrepresentable(raw: object) -> None:
 def test_canonical_is_equal_and_stable() -> None:
     assert canonical(Decimal("0.100000000000000000")) == Decimal("0.1")
     assert str(canonical(Decimal("5.000"))) == "5"
+
+
+@pytest.mark.parametrize("raw", ["0", "-0", "0.000", "-0.000", "0E-20", "1E+5", "1.500", "-12.3400", "60000.5",
+                                 "123456789012345678.123456789012345678", "5E-30", "1E+30",
+                                 "0.1000000000000000000000000000000000000000000001"])
+def test_plain_string_is_the_canonical_value(raw: str) -> None:
+    """The fast string path gives exactly what formatting the canonical value gives."""
+    assert to_plain_string(Decimal(raw)) == format(canonical(Decimal(raw)), "f")

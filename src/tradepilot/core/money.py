@@ -26,8 +26,19 @@ def canonical(value: Decimal) -> Decimal:
 
 
 def to_plain_string(value: Decimal) -> str:
-    """Fixed-point string without exponent: ``1E-18`` becomes ``0.000000000000000001``."""
-    return format(canonical(value), "f")
+    """Fixed-point string without exponent: ``1E-18`` becomes ``0.000000000000000001``.
+
+    Equal to ``format(canonical(value), "f")``, computed on the string (this runs for every
+    decimal of every book, event payload and API answer): trailing fractional zeros are cut
+    from the fixed-point text. Values with more digits than ``EXACT`` keeps take the slow
+    path, which rounds them exactly as ``canonical`` does.
+    """
+    text = format(value, "f")
+    if len(text) > EXACT.prec:  # possibly more significant digits than canonical() keeps
+        return format(canonical(value), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def check_fits(value: Decimal) -> Decimal:

@@ -201,7 +201,7 @@ class OutboxRelay:
         """Unpublished events (counted up to ``cap``, so a huge backlog stays cheap to watch)."""
         pending = (select(OutboxEvent.id).where(OutboxEvent.published_at.is_(None))
                    .limit(cap).subquery())
-        async with self.runtime.db.session() as session:
+        async with self.runtime.db.read() as session:  # a snapshot read: never queues behind writers
             count = await session.scalar(select(func.count()).select_from(pending))
             await session.rollback()
         return int(count or 0)

@@ -261,7 +261,7 @@ class IdentityService:
         return principal
 
     async def _load_session(self, session_id: uuid.UUID) -> AuthUser | None:
-        async with self.runtime.db.session() as session:
+        async with self.runtime.db.read() as session:  # a snapshot read, off SQLite's write lock
             row = (await session.execute(
                 select(UserSession, User).join(User, User.id == UserSession.user_id).where(UserSession.id == session_id)
             )).first()

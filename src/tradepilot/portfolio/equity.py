@@ -61,7 +61,7 @@ logger = logging.getLogger("tradepilot.portfolio.equity")
 RECORD_JOB = "portfolio.equity_record"
 RECORD_SCHEDULE = schedule(RECORD_JOB, "*/5 * * * *", RECORD_JOB)
 INTRADAY_RETENTION = timedelta(days=3)
-FILL_DEBOUNCE_SECONDS = 2.0
+FILL_DEBOUNCE_SECONDS = 5.0  # an account trading all day is re-recorded at most every 5 s
 PRICE_LOOKBACK = timedelta(days=7)  # closes before the first replayed day, to carry forward
 
 

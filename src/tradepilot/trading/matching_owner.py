@@ -186,7 +186,7 @@ class MatchingOwner:
             self._orders[order.id] = order
 
     async def _load_one(self, order_id: str) -> None:
-        async with self.runtime.db.session() as session:
+        async with self.runtime.db.read() as session:
             row = await session.get(Order, uuid.UUID(order_id))
             if row is not None and row.group_id is not None:  # a group is loaded whole
                 groups = await group_rows(session, [row.group_id])
@@ -199,7 +199,7 @@ class MatchingOwner:
     async def _resync(self) -> None:
         """Load open orders the engine misses; drop the ones the database has ended; apply
         modifications the engine missed."""
-        async with self.runtime.db.session() as session:
+        async with self.runtime.db.read() as session:
             rows = list(await session.scalars(select(Order).where(
                 Order.venue == self.venue, Order.status.in_(tuple(OrderStatus.OPEN)))))
             groups = await group_rows(session, [row.group_id for row in rows if row.group_id is not None])
@@ -388,7 +388,7 @@ class MatchingOwner:
         await self._process(events, skip=frozenset(o.id for o in members))
         if engine is not None:
             gid = uuid.UUID(group_id)
-            async with self.runtime.db.session() as session:
+            async with self.runtime.db.read() as session:
                 groups = await group_rows(session, [gid])
             if groups.get(gid) and groups[gid][0].venue == self.venue:
                 self._load(groups[gid], groups)
@@ -401,7 +401,7 @@ class MatchingOwner:
         known = self._orders.get(order_id)
         if engine is None or known is None:
             return
-        async with self.runtime.db.session() as session:
+        async with self.runtime.db.read() as session:
             row = await session.get(Order, uuid.UUID(order_id))
         if row is None or not row.is_open:
             await self._drop(order_id)

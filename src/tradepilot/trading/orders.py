@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 ZERO = Decimal(0)
 _OPEN = tuple(OrderStatus.OPEN)
+_LOADED_USER = "trading.orders.user"  # session.info: the user row read with the account
 _MARKET_LIKE = frozenset({OrderType.STOP, OrderType.TAKE_PROFIT, OrderType.TRAILING_STOP})
 
 
@@ -164,12 +165,18 @@ class OrderService:
                               account_id: uuid.UUID | None) -> TradingAccount:
         """The account to trade from (the default one, opened lazily), locked; 404 if not the caller's."""
         if account_id is None:
-            # the usual case in one statement: the caller's default account, locked and re-read
-            account = await session.scalar(
-                select(TradingAccount).where(TradingAccount.user_id == principal.id,
-                                             TradingAccount.is_default.is_(True))
-                .with_for_update(key_share=True).execution_options(populate_existing=True))
+            # the usual case in one statement: the caller's default account, locked and re-read,
+            # with its user (plan, own limits) for the risk check, which then finds the user in
+            # the session's identity map instead of reading it again; only the account is locked
+            found_row = (await session.execute(
+                select(TradingAccount, User).join(User, User.id == TradingAccount.user_id)
+                .where(TradingAccount.user_id == principal.id, TradingAccount.is_default.is_(True))
+                .with_for_update(key_share=True, of=TradingAccount)
+                .execution_options(populate_existing=True))).first()
+            account = None if found_row is None else found_row[0]
             if account is not None:
+                # the identity map holds objects weakly: keep the user alive for this transaction
+                session.info[_LOADED_USER] = found_row[1]
                 if account.status != AccountStatus.ACTIVE:
                     raise ledger.AccountClosed()
                 return account
@@ -203,9 +210,11 @@ class OrderService:
         if not (halt_exempt and body.reduce_only and body.side == "sell"):
             await ensure_not_halted(session)  # the platform halt: read in this transaction, every replica agrees
         account = await self.resolve_account(session, principal, body.account_id)
-        client_order_id = body.client_order_id or uuid.uuid4().hex
-        if await session.scalar(select(Order.id).where(Order.account_id == account.id,
-                                                       Order.client_order_id == client_order_id)) is not None:
+        client_order_id = body.client_order_id
+        if client_order_id is None:  # a fresh random id cannot be taken: no lookup (the unique key still guards)
+            client_order_id = uuid.uuid4().hex
+        elif await session.scalar(select(Order.id).where(Order.account_id == account.id,
+                                                         Order.client_order_id == client_order_id)) is not None:
             raise DuplicateClientOrderId(client_order_id)
 
         order_id = uuid.uuid4()
