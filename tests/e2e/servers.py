@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -63,3 +65,22 @@ class Server:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    email: str
+    password: str
+
+
+def make_run(cwd: Path, **settings: str) -> tuple[Server, DemoUser]:
+    """`make run`'s steps on an embedded database in ``cwd``: migrate, create the demo user (its
+    printed credentials read back from the console), serve. The caller waits and stops."""
+    env = server_env(database_url=f"sqlite+aiosqlite:///{cwd / 'tradepilot.db'}", data_dir=str(cwd / "var"),
+                     **settings)
+    tradepilot(["migrate"], env, cwd)
+    printed = tradepilot(["demo-user"], env, cwd)
+    email = re.search(r"Demo user:\s+(\S+)", printed)
+    password = re.search(r"Demo password:\s+(\S+)", printed)
+    assert email and password, f"no demo credentials printed: {printed}"
+    return Server(env, cwd), DemoUser(email.group(1), password.group(1))

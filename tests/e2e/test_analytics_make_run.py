@@ -7,13 +7,12 @@ is today alone (the account was opened today) and the checks are about consisten
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from tests.e2e.servers import Server, server_env, tradepilot
+from tests.e2e.servers import make_run
 from tests.e2e.test_orders_make_run import _wait_book
 
 pytestmark = pytest.mark.slow
@@ -22,16 +21,11 @@ ENDPOINTS = ("performance", "risk-metrics", "drawdown", "sharpe-ratio", "portfol
 
 
 def test_make_run_server_answers_analytics_after_trades_and_a_deposit(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = server_env(database_url=f"sqlite+aiosqlite:///{tmp_path / 'tradepilot.db'}", data_dir=str(tmp_path / "var"))
-    tradepilot(["migrate"], env, tmp_path)
-    printed = tradepilot(["demo-user"], env, tmp_path)
-    email = re.search(r"Demo user:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-    password = re.search(r"Demo password:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-    server = Server(env, tmp_path)
+    server, demo = make_run(tmp_path)
     try:
         server.wait_ready(timeout=90)
         token = httpx.post(server.url + "/api/auth/login",
-                           json={"email": email, "password": password}).json()["access_token"]
+                           json={"email": demo.email, "password": demo.password}).json()["access_token"]
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
             _wait_book(http)
             [account] = [a for a in http.get("/api/trading/accounts").json()["items"] if a["is_default"]]

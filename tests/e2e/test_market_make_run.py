@@ -3,7 +3,6 @@ and the simulated market's two years of 1m history back-filled in under a minute
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -11,20 +10,15 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.e2e.servers import Server, server_env, tradepilot
+from tests.e2e.servers import make_run
 from tradepilot.config import Settings
 
 pytestmark = pytest.mark.slow
 
 
 def test_make_run_serves_a_live_simulated_market(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = server_env(database_url=f"sqlite+aiosqlite:///{tmp_path / 'tradepilot.db'}", data_dir=str(tmp_path / "var"),
-                     market_backfill_days=str(Settings.model_fields["market_backfill_days"].default))  # the default: 730
-    tradepilot(["migrate"], env, tmp_path)
-    printed = tradepilot(["demo-user"], env, tmp_path)
-    email = re.search(r"Demo user:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-    password = re.search(r"Demo password:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-    server = Server(env, tmp_path)
+    server, demo = make_run(tmp_path, market_backfill_days=str(Settings.model_fields["market_backfill_days"].default))
+    # ^ the default: 730 days
     try:
         server.wait_ready()  # /health answers while the back-fill runs (in a thread)
         ready = time.monotonic()
@@ -33,7 +27,7 @@ def test_make_run_serves_a_live_simulated_market(tmp_path) -> None:  # type: ign
             assert httpx.get(server.url + "/health", timeout=5).status_code == 200
             assert time.monotonic() - before < 2
             time.sleep(0.2)
-        tokens = httpx.post(server.url + "/api/auth/login", json={"email": email, "password": password}).json()
+        tokens = httpx.post(server.url + "/api/auth/login", json={"email": demo.email, "password": demo.password}).json()
         auth = {"Authorization": f"Bearer {tokens['access_token']}"}
         api = httpx.Client(base_url=server.url, headers=auth, timeout=10)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from decimal import Decimal
 from typing import Any
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.e2e.servers import Server, server_env, tradepilot
+from tests.e2e.servers import make_run
 
 pytestmark = pytest.mark.slow
 
@@ -66,15 +65,10 @@ async def _session(url: str, token: str, auth: dict[str, str]) -> tuple[dict, li
 
 @pytest.mark.timeout(180)
 def test_make_run_server_fills_the_plans_market_order_and_streams_its_events(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = server_env(database_url=f"sqlite+aiosqlite:///{tmp_path / 'tradepilot.db'}", data_dir=str(tmp_path / "var"))
-    tradepilot(["migrate"], env, tmp_path)
-    printed = tradepilot(["demo-user"], env, tmp_path)
-    email = re.search(r"Demo user:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-    password = re.search(r"Demo password:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-    server = Server(env, tmp_path)
+    server, demo = make_run(tmp_path)
     try:
         server.wait_ready(timeout=90)
-        login = httpx.post(server.url + "/api/auth/login", json={"email": email, "password": password})
+        login = httpx.post(server.url + "/api/auth/login", json={"email": demo.email, "password": demo.password})
         assert login.status_code == 200, login.text
         token = login.json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}

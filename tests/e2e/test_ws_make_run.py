@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.e2e.servers import Server, server_env, tradepilot
+from tests.e2e.servers import make_run
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +30,10 @@ async def _ticks(url: str, token: str, count: int) -> list[dict]:
 
 
 def test_make_run_server_streams_ticks_to_a_websocket_client(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = server_env(database_url=f"sqlite+aiosqlite:///{tmp_path / 'tradepilot.db'}", data_dir=str(tmp_path / "var"),
-                     market_backfill_days="1")
-    tradepilot(["migrate"], env, tmp_path)
-    printed = tradepilot(["demo-user"], env, tmp_path)
-    email = re.search(r"Demo user:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-    password = re.search(r"Demo password:\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
-    server = Server(env, tmp_path)
+    server, demo = make_run(tmp_path, market_backfill_days="1")
     try:
         server.wait_ready(timeout=90)
-        token = httpx.post(server.url + "/api/auth/login", json={"email": email, "password": password}).json()
+        token = httpx.post(server.url + "/api/auth/login", json={"email": demo.email, "password": demo.password}).json()
         ticks = asyncio.run(_ticks(server.url, token["access_token"], 3))
         assert all(t["channel"] == "ticker:BTC/USDT" for t in ticks)
         assert len({t["data"]["last"] for t in ticks} | {None}) >= 2  # prices as exact strings, moving
