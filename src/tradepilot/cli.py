@@ -131,3 +131,4 @@ def _load_plugin_commands() -> None:
     import tradepilot.jobs.cli  # noqa: F401
     import tradepilot.market.cli_import  # noqa: F401  (also registers `data` and its actions)
     import tradepilot.identity.cli_admin  # noqa: F401
+    import tradepilot.strategies.cli  # noqa: F401  (`backtest`)
