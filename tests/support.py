@@ -50,6 +50,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         jobs_poll_seconds=0.05,
         market_backfill_days=0,  # no simulated history unless a test asks for some
         market_feed_owner=False,  # no live feed either: market tests opt in, others publish their own events
+        backup_schedule_enabled=False,  # a test clock passing 03:17 UTC must not start a full backup
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

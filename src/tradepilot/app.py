@@ -14,6 +14,7 @@ from tradepilot.core.clock import Clock
 from tradepilot.core.http import RequestContextMiddleware
 from tradepilot.core.problems import install_problem_handlers
 from tradepilot.identity.ratelimit import RateLimitHeadersMiddleware, enforce_rate_limit
+from tradepilot.ops.backup.maintenance import MaintenanceMiddleware
 from tradepilot.runtime import Runtime, build_runtime
 
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             expose_headers=["X-Request-ID", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
                             "X-RateLimit-Reset"],
         )
+    app.add_middleware(MaintenanceMiddleware)  # writes answer 503 while a restore swaps the database
     app.add_middleware(RateLimitHeadersMiddleware)  # inside RequestContextMiddleware: sees its state
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics, trusted_proxies=settings.trusted_proxies)
     _include_routers(app)
@@ -66,6 +68,9 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.identity.twofactor_router import router as twofactor_router
     from tradepilot.jobs.router import router as jobs_router
     from tradepilot.market.router import router as market_router
+    from tradepilot.identity.reauth_router import router as reauth_router
+    from tradepilot.ops.backup.export_router import router as export_router
+    from tradepilot.ops.backup.router import router as backup_router
     from tradepilot.ops.router import router as ops_router
     from tradepilot.portfolio.router import router as portfolio_manager_router
     from tradepilot.portfolio.analytics_router import router as analytics_router
@@ -98,6 +103,9 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(portfolio_manager_router)
     app.include_router(trading_admin_router)
     app.include_router(analytics_router)
+    app.include_router(reauth_router)
+    app.include_router(export_router)
+    app.include_router(backup_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
@@ -105,6 +113,7 @@ async def start_runtime(runtime: Runtime) -> None:
     from tradepilot.identity.setup import start_identity
     from tradepilot.jobs.setup import start_jobs
     from tradepilot.market.setup import start_market
+    from tradepilot.ops.backup.setup import start_backup
     from tradepilot.core.outbox_setup import start_outbox
     from tradepilot.portfolio.setup import start_portfolio
     from tradepilot.streaming.setup import start_streaming
@@ -120,6 +129,7 @@ async def start_runtime(runtime: Runtime) -> None:
     await start_market(runtime)
     await start_matching(runtime)  # after the market: it matches against its books and trades
     await start_portfolio(runtime)  # after jobs: records equity where jobs run
+    await start_backup(runtime)  # after matching: maintenance mode stops and restarts it
 
 
 async def stop_runtime(runtime: Runtime) -> None:

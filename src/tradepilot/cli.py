@@ -131,4 +131,5 @@ def _load_plugin_commands() -> None:
     import tradepilot.jobs.cli  # noqa: F401
     import tradepilot.market.cli_import  # noqa: F401  (also registers `data` and its actions)
     import tradepilot.identity.cli_admin  # noqa: F401
+    import tradepilot.ops.backup.cli  # noqa: F401
     import tradepilot.strategies.cli  # noqa: F401  (`backtest`)

@@ -159,6 +159,16 @@ class Settings(BaseSettings):
     paper_matching_enabled: bool = True  # false: this process never matches resting orders
     paper_matching_resync_seconds: float = Field(5.0, gt=0)  # the owner re-reads open orders this often
 
+    # Backup and restore (ops/backup/, docs/operations.md): archives are encrypted with these
+    # Fernet keys (comma-separated; the first encrypts, all decrypt), kept outside the database.
+    # Production refuses to back up without them; elsewhere a key is derived from secret_key.
+    backup_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    backup_dir: Path | None = None  # None: <data_dir>/backups
+    backup_schedule_enabled: bool = True  # the daily automatic backup (03:17 UTC) runs
+    backup_retention_count: int = Field(7, ge=1)  # the newest this many backups are always kept
+    backup_retention_days: int = Field(30, ge=1)  # older ones beyond the newest N are deleted
+    backup_verify_after_create: bool = True  # each new backup is test-restored and marked verified
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
@@ -183,6 +193,11 @@ class Settings(BaseSettings):
                     raise ValueError("each key must be a Fernet key (32 bytes, url-safe base64); "
                                      "make one with `tradepilot keys generate`")
         return value
+
+    @field_validator("backup_keys", mode="before")
+    @classmethod
+    def _parse_backup_keys(cls, value: object) -> object:
+        return cls._parse_encryption_keys(value)
 
     @field_validator("login_ip_failure_limits")
     @classmethod
@@ -286,6 +301,10 @@ class Settings(BaseSettings):
             digest = hashlib.sha256(b"tradepilot:encryption-key:v1:" + self.secret_key.get_secret_value().encode())
             self.encryption_keys = [SecretStr(base64.urlsafe_b64encode(digest.digest()).decode())]
         return self
+
+    @property
+    def effective_backup_dir(self) -> Path:
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
 
     @cached_property
     def is_sqlite(self) -> bool:

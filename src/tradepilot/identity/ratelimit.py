@@ -53,7 +53,7 @@ ENDPOINT_CLASSES = (AUTH, TRADE, DEFAULT, EXEMPT)
 
 CLASS_EXTRA_KEY = "x-rate-limit-class"
 _AUTH_PATH_PREFIXES = ("/api/auth/login", "/api/auth/register", "/api/auth/reset-password",
-                       "/api/auth/verify-email", "/api/auth/2fa")
+                       "/api/auth/verify-email", "/api/auth/2fa", "/api/auth/reauthenticate")
 _EXEMPT_PATHS = frozenset({"/health", "/metrics"})
 STATE_KEY = "rate_limit"
 MAX_CACHED_USERS = 50_000

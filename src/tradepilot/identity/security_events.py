@@ -37,6 +37,7 @@ class SecurityEventKind:
     SETTINGS_CHANGED = "settings.changed"
     ACCOUNT_DELETION_REQUESTED = "account.deletion_requested"
     ADMIN_ACTION = "admin.action"
+    PASSWORD_REENTERED = "password.reentered"  # identity.reauth: unlocks dangerous actions for 5 minutes
 
 
 def record_security_event(

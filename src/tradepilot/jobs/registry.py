@@ -19,6 +19,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "tradepilot.identity.deletion",
     "tradepilot.identity.idempotency",
     "tradepilot.portfolio.equity",
+    "tradepilot.ops.backup.jobs",
 )
 
 
