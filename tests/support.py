@@ -50,6 +50,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         jobs_poll_seconds=0.05,
         market_backfill_days=0,  # no simulated history unless a test asks for some
         market_feed_owner=False,  # no live feed either: market tests opt in, others publish their own events
+        # no notifications from outbox events (they add notification.created events to a user's
+        # seq): the notification and alert tests opt in
+        notifications_consumer_enabled=False,
         backup_schedule_enabled=False,  # a test clock passing 03:17 UTC must not start a full backup
     )
     values.update(overrides)

@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 
 def _include_routers(app: FastAPI) -> None:
+    from tradepilot.alerts.router import router as alerts_router
     from tradepilot.identity.account_router import router as account_router
     from tradepilot.identity.admin_router import router as admin_users_router
     from tradepilot.identity.deletion_router import router as deletion_router
@@ -68,6 +69,7 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.identity.twofactor_router import router as twofactor_router
     from tradepilot.jobs.router import router as jobs_router
     from tradepilot.market.router import router as market_router
+    from tradepilot.notifications.router import router as notifications_router
     from tradepilot.identity.reauth_router import router as reauth_router
     from tradepilot.ops.backup.export_router import router as export_router
     from tradepilot.ops.backup.router import router as backup_router
@@ -106,6 +108,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(reauth_router)
     app.include_router(export_router)
     app.include_router(backup_router)
+    app.include_router(notifications_router)
+    app.include_router(alerts_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
@@ -119,6 +123,8 @@ async def start_runtime(runtime: Runtime) -> None:
     from tradepilot.streaming.setup import start_streaming
     from tradepilot.trading.matching_owner import start_matching
     from tradepilot.trading.setup import start_trading
+    from tradepilot.alerts.engine import start_alert_engine
+    from tradepilot.notifications.setup import start_notifications
 
     await runtime.bus.start()
     await start_identity(runtime)
@@ -130,6 +136,8 @@ async def start_runtime(runtime: Runtime) -> None:
     await start_matching(runtime)  # after the market: it matches against its books and trades
     await start_portfolio(runtime)  # after jobs: records equity where jobs run
     await start_backup(runtime)  # after matching: maintenance mode stops and restarts it
+    await start_notifications(runtime)  # after jobs and the outbox: it reads the outbox, enqueues emails
+    await start_alert_engine(runtime)  # after the market: it evaluates its trades
 
 
 async def stop_runtime(runtime: Runtime) -> None:
@@ -140,7 +148,11 @@ async def stop_runtime(runtime: Runtime) -> None:
     from tradepilot.portfolio.setup import stop_portfolio
     from tradepilot.streaming.setup import stop_streaming
     from tradepilot.trading.matching_owner import stop_matching
+    from tradepilot.alerts.engine import stop_alert_engine
+    from tradepilot.notifications.setup import stop_notifications
 
+    await stop_alert_engine(runtime)
+    await stop_notifications(runtime)
     await stop_portfolio(runtime)
     await stop_matching(runtime)  # first: it releases its lease and stops reading the market
     await stop_market(runtime)  # first: it flushes candles and releases its lease

@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     paper_matching_enabled: bool = True  # false: this process never matches resting orders
     paper_matching_resync_seconds: float = Field(5.0, gt=0)  # the owner re-reads open orders this often
 
+    # Notifications and alerts (docs/notifications.md, docs/alerts.md): the outbox consumer that
+    # makes notifications (lease notifications-consumer) and the alert engine (lease alerts-engine).
+    notifications_consumer_enabled: bool = True
+    alerts_engine_enabled: bool = True
+    alerts_resync_seconds: float = Field(30.0, gt=0)  # the engine re-reads the alerts table this often
+    alerts_portfolio_seconds: float = Field(30.0, gt=0)  # P&L and risk alerts are re-checked this often
+
     # Backup and restore (ops/backup/, docs/operations.md): archives are encrypted with these
     # Fernet keys (comma-separated; the first encrypts, all decrypt), kept outside the database.
     # Production refuses to back up without them; elsewhere a key is derived from secret_key.

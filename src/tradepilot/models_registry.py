@@ -3,12 +3,14 @@
 from tradepilot.core import outbox_models as _outbox  # noqa: F401
 from tradepilot.core import idempotency_models as _idempotency  # noqa: F401
 from tradepilot.core import lease_models as _lease  # noqa: F401
+from tradepilot.alerts import models as _alerts  # noqa: F401
 from tradepilot.core.db import Base
 from tradepilot.identity import guard_models as _guard  # noqa: F401
 from tradepilot.identity import models as _identity  # noqa: F401
 from tradepilot.identity import twofactor_models as _twofactor  # noqa: F401
 from tradepilot.jobs import models as _jobs  # noqa: F401
 from tradepilot.market import models as _market  # noqa: F401
+from tradepilot.notifications import models as _notifications  # noqa: F401
 from tradepilot.portfolio import equity_models as _equity  # noqa: F401
 from tradepilot.trading import halt as _trading_halt  # noqa: F401
 from tradepilot.trading import models as _trading  # noqa: F401

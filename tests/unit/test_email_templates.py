@@ -16,8 +16,17 @@ CONTEXTS = {
     "two_factor_code": {"name": "Ada", "code": "482915", "expires_minutes": 10, "ip": "203.0.113.7"},
     "account_deletion": {"name": "Ada", "state": "scheduled", "occurred_at": "2026-01-01T00:00:00Z",
                          "ip": "203.0.113.7", "scheduled_for": "2026-01-31T00:00:00Z"},
+    "trade_notification": {"name": "Ada", "title": "Bought 0.1 BTC/USDT at 60000", "category": "fills",
+                           "body": "Bought 0.1 BTC/USDT at 60000 (fee 6 USDT, taker).",
+                           "notification_id": "5d2c8f0e", "occurred_at": "2026-01-01T00:00:00Z"},
+    "alert_triggered": {"name": "Ada", "title": "Alert: BTC/USDT above 70000", "category": "alerts",
+                        "body": "Your alert fired: the value is now 70001.", "notification_id": "9a1b",
+                        "occurred_at": "2026-01-01T00:00:00Z"},
+    "notification": {"name": "Ada", "title": "While quiet hours were on: 2 notifications", "category": "digest",
+                     "body": "- 2026-01-01 23:00 UTC [fills] Bought", "notification_id": "77aa",
+                     "occurred_at": "2026-01-02T07:00:00Z"},
 }
-SWITCHES = {"state"}  # chooses the wording, is not printed itself
+SWITCHES = {"state", "category"}  # chooses the wording, is not printed itself
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from tradepilot.runtime import Runtime
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-TEMPLATES = ("welcome", "verify_email", "password_reset", "security_alert", "two_factor_code", "account_deletion")
+TEMPLATES = ("welcome", "verify_email", "password_reset", "security_alert", "two_factor_code", "account_deletion",
+             "trade_notification", "alert_triggered", "notification")
 SEND_KIND = "email.send"
 APP_NAME = "TradePilot"
 

@@ -20,6 +20,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "tradepilot.identity.idempotency",
     "tradepilot.portfolio.equity",
     "tradepilot.ops.backup.jobs",
+    "tradepilot.notifications.digest",
 )
 
 

@@ -1,0 +1,88 @@
+"""Which outbox events become notifications, and how they read.
+
+A domain makes its events notify by emitting them on the user's topic with a type this module
+maps: trading's ``fill.created`` and final ``order.updated``, the alert engine's
+``alert.triggered``, and by prefix ``strategy.*``, ``security.*`` and ``report.*`` (those carry
+``title`` and ``body`` in their payload). Everything else is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradepilot.core.events import Event
+from tradepilot.notifications import constants as c
+
+FILL_CREATED = "fill.created"
+ORDER_UPDATED = "order.updated"
+ALERT_TRIGGERED = "alert.triggered"
+PREFIXES = {"strategy.": c.STRATEGIES, "security.": c.SECURITY, "report.": c.REPORTS}
+EXACT_TYPES = (FILL_CREATED, ORDER_UPDATED, ALERT_TRIGGERED)
+NOTIFIED_ORDER_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A notification about to be made."""
+
+    category: str
+    title: str
+    body: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def is_candidate(event_type: str) -> bool:
+    return event_type in EXACT_TYPES or any(event_type.startswith(p) for p in PREFIXES)
+
+
+def draft_for(event: Event) -> Draft | None:
+    """The notification an event asks for, or None."""
+    payload = event.payload or {}
+    if event.type == FILL_CREATED:
+        return _fill(payload.get("fill") or {})
+    if event.type == ORDER_UPDATED:
+        return _order(payload.get("order") or {})
+    if event.type == ALERT_TRIGGERED:
+        return _alert(payload)
+    for prefix, category in PREFIXES.items():
+        if event.type.startswith(prefix):
+            title = str(payload.get("title") or event.type)
+            return Draft(category, title[:200], str(payload.get("body") or title)[:4000],
+                         {"event_type": event.type})
+    return None
+
+
+def _fill(fill: dict[str, Any]) -> Draft | None:
+    if not fill.get("id"):
+        return None
+    verb = "Bought" if fill.get("side") == "buy" else "Sold"
+    title = f"{verb} {fill.get('quantity')} {fill.get('symbol')} at {fill.get('price')}"
+    body = (f"{title} (fee {fill.get('fee')} {fill.get('fee_asset')}, {fill.get('liquidity')}). "
+            f"Order {fill.get('order_id')}.")
+    return Draft(c.FILLS, title, body, {"fill_id": fill["id"], "order_id": fill.get("order_id"),
+                                        "symbol": fill.get("symbol")})
+
+
+def _order(order: dict[str, Any]) -> Draft | None:
+    status = order.get("status")
+    if status not in NOTIFIED_ORDER_STATUSES or not order.get("id"):
+        return None
+    title = f"Order {status}: {order.get('side')} {order.get('quantity') or order.get('quote_quantity')} " \
+            f"{order.get('symbol')}"
+    reason = order.get("cancel_reason") or order.get("reject_code")
+    body = title + (f" ({reason})" if reason else "") + f". Filled {order.get('filled_quantity')}" \
+        + (f" at {order['average_fill_price']} on average." if order.get("average_fill_price") else ".")
+    return Draft(c.ORDERS, title, body, {"order_id": order["id"], "status": status, "symbol": order.get("symbol")})
+
+
+def _alert(payload: dict[str, Any]) -> Draft | None:
+    alert = payload.get("alert") or {}
+    if not alert.get("id"):
+        return None
+    title = str(payload.get("title") or "Alert triggered")[:200]
+    body = str(payload.get("body") or title)
+    if alert.get("message"):
+        body += f"\n\nYour note: {alert['message']}"
+    return Draft(c.ALERTS, title, body[:4000], {"alert_id": alert["id"], "trigger_id": payload.get("trigger_id"),
+                                                "kind": alert.get("kind"), "value": payload.get("value")})
