@@ -77,6 +77,8 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.portfolio.router import router as portfolio_manager_router
     from tradepilot.portfolio.analytics_router import router as analytics_router
     from tradepilot.streaming.router import router as streaming_router
+    from tradepilot.strategies.router import ai_router as strategies_ai_router
+    from tradepilot.strategies.router import router as strategies_router
     from tradepilot.trading.admin_router import router as trading_admin_router
     from tradepilot.trading.portfolio_router import router as portfolio_router
     from tradepilot.trading.positions_router import router as positions_router
@@ -110,6 +112,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(backup_router)
     app.include_router(notifications_router)
     app.include_router(alerts_router)
+    app.include_router(strategies_router)
+    app.include_router(strategies_ai_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:

@@ -12,6 +12,7 @@ from tradepilot.jobs import models as _jobs  # noqa: F401
 from tradepilot.market import models as _market  # noqa: F401
 from tradepilot.notifications import models as _notifications  # noqa: F401
 from tradepilot.portfolio import equity_models as _equity  # noqa: F401
+from tradepilot.strategies import models as _strategies  # noqa: F401
 from tradepilot.trading import halt as _trading_halt  # noqa: F401
 from tradepilot.trading import models as _trading  # noqa: F401
 from tradepilot.trading import order_models as _orders  # noqa: F401

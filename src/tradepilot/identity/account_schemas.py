@@ -12,7 +12,8 @@ from tradepilot.core.schemas import Money, Schema
 
 Scope = Literal["read", "trade", "admin"]
 LimitName = Literal["requests_per_minute", "open_orders", "running_strategies", "alerts", "api_keys",
-                    "ai_calls_per_day", "backtest_bars", "websocket_subscriptions", "trading_accounts"]
+                    "ai_calls_per_day", "backtest_bars", "websocket_subscriptions", "trading_accounts",
+                    "concurrent_backtests"]
 
 
 class RiskSettings(Schema):

@@ -21,6 +21,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "tradepilot.portfolio.equity",
     "tradepilot.ops.backup.jobs",
     "tradepilot.notifications.digest",
+    "tradepilot.strategies.backtest_job",
 )
 
 
