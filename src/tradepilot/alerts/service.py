@@ -28,7 +28,7 @@ from tradepilot.identity.models import User
 from tradepilot.identity.plans import effective_limits
 from tradepilot.identity.usage import usage_counter
 from tradepilot.market.service import normalize_symbol
-from tradepilot.trading.models import TradingAccount
+from tradepilot.trading.deps import account_of
 
 if TYPE_CHECKING:
     from tradepilot.runtime import Runtime
@@ -109,11 +109,8 @@ class AlertService:
 
     @staticmethod
     async def _check_account(session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
-        if account_id is None:
-            return
-        account = await session.get(TradingAccount, account_id)
-        if account is None or account.user_id != user_id:
-            raise NotFound("Trading account not found.", code="account_not_found")
+        if account_id is not None:
+            await account_of(session, user_id, account_id)
 
     # -- changing ------------------------------------------------------------------------------
 

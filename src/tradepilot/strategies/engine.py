@@ -42,7 +42,7 @@ from tradepilot.strategies.backtest import BacktestConfig
 from tradepilot.strategies.models import BacktestRun, BacktestStatus, StrategyConfig, StrategyStatus
 from tradepilot.strategies.schemas import BacktestRequest, StrategyCreate, StrategySpec
 from tradepilot.strategies.validation import validated_params
-from tradepilot.trading.models import TradingAccount
+from tradepilot.trading.deps import account_of
 
 if TYPE_CHECKING:
     from tradepilot.runtime import Runtime
@@ -159,11 +159,8 @@ class StrategyEngine:
 
     @staticmethod
     async def _check_account(session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
-        if account_id is None:
-            return
-        account = await session.get(TradingAccount, account_id)
-        if account is None or account.user_id != user_id:
-            raise NotFound("Trading account not found.", code="account_not_found")
+        if account_id is not None:
+            await account_of(session, user_id, account_id)
 
     # backtests ---------------------------------------------------------------------------
 

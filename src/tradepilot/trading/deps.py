@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.deps import DbSession, RuntimeDep
 from tradepilot.core.errors import NotFound
@@ -26,14 +27,20 @@ ReadUser = Annotated[AuthUser, Depends(require_scope("read"))]
 TradeUser = Annotated[AuthUser, Depends(require_scope("trade"))]  # every balance-changing route
 
 
+async def account_of(session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID) -> TradingAccount:
+    """``user_id``'s trading account (open or closed); 404 alike for a missing id and for
+    another user's account. Services that take an account id (alerts, strategies) use it too."""
+    account = await session.get(TradingAccount, account_id)
+    if account is None or account.user_id != user_id:
+        raise NotFound("Trading account not found.", code="account_not_found")
+    return account
+
+
 @ownership_dependency
 async def owned_account(account_id: uuid.UUID, principal: CurrentUser, db: DbSession) -> TradingAccount:
     """The caller's trading account (open or closed); 404 alike for a missing id and for
     another user's account."""
-    account = await db.get(TradingAccount, account_id)
-    if account is None or account.user_id != principal.id:
-        raise NotFound("Trading account not found.", code="account_not_found")
-    return account
+    return await account_of(db, principal.id, account_id)
 
 
 OwnedAccount = Annotated[TradingAccount, Depends(owned_account)]
