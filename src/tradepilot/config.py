@@ -159,6 +159,17 @@ class Settings(BaseSettings):
     paper_matching_enabled: bool = True  # false: this process never matches resting orders
     paper_matching_resync_seconds: float = Field(5.0, gt=0)  # the owner re-reads open orders this often
 
+    # Live trading (trading/live/, docs/exchanges.md): exchanges users may bind accounts to,
+    # whether withdrawal-enabled API keys are accepted, where each exchange's REST API is
+    # (None: the real one; tests point it at a local server), and the venue's patience.
+    live_exchanges: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["binance"])
+    live_allow_withdrawal_keys: bool = False
+    live_exchange_rest_url: str | None = None
+    live_request_timeout_seconds: float = Field(10.0, gt=0)
+    live_lookup_attempts: int = Field(6, ge=1, le=50)  # looking an order up after an unknown outcome
+    live_lookup_backoff_seconds: float = Field(0.5, gt=0)  # doubling between lookups
+    live_market_buffer: Decimal = Field(Decimal("0.02"), ge=0, lt=1)  # extra reserved for a market buy's slippage
+
     # Notifications and alerts (docs/notifications.md, docs/alerts.md): the outbox consumer that
     # makes notifications (lease notifications-consumer) and the alert engine (lease alerts-engine).
     notifications_consumer_enabled: bool = True
@@ -180,6 +191,12 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("live_exchanges", mode="before")
+    @classmethod
+    def _parse_live_exchanges(cls, value: object) -> object:
+        value = _split_csv(value)
+        return [str(v).strip().lower() for v in value] if isinstance(value, list) else value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -306,10 +306,11 @@ class OrderWriter:
         notional = mul(fill.price, fill.quantity)
         if row.side == "buy":
             pay_asset, pay, receive_asset, receive = row.quote_asset, notional, row.base_asset, fill.quantity
-            needed = add(notional, fill.fee)  # the quote fee comes out of the reservation too
         else:
             pay_asset, pay, receive_asset, receive = row.base_asset, fill.quantity, row.quote_asset, notional
-            needed = fill.quantity  # the fee comes out of the proceeds
+        # a fee in the paid asset comes out of the reservation too (paper: a buy's quote fee); in
+        # the received asset out of the proceeds; in a third asset (a live venue's BNB) from free
+        needed = add(pay, fill.fee) if fill.fee_currency == pay_asset else pay
         if needed > row.reserved:  # a fill the reservation cannot cover (a stop that gapped): top it up
             await self.reserve(row, sub(needed, row.reserved))
         options = self._ledger_options()
@@ -334,8 +335,10 @@ class OrderWriter:
             position = self._positions[row.symbol] = await position_for_update(
                 self.session, account_id=row.account_id, user_id=row.user_id, symbol=row.symbol,
                 base=row.base_asset, quote=row.quote_asset, now=self.now)
+        # a position's fees are in its quote asset; a fee in another asset stays on the fill only
         record.realised_pnl = record_fill(position, side=row.side, price=fill.price, quantity=fill.quantity,
-                                          fee=fill.fee, now=self.now)
+                                          fee=fill.fee if fill.fee_currency == row.quote_asset else ZERO,
+                                          now=self.now)
         await self.emit(topic=Topics.user(row.user_id, FILLS_KIND), type=FILL_CREATED,
                         user_id=row.user_id, payload={"fill": fill_payload(record)})
 

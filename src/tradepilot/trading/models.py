@@ -21,19 +21,21 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tradepilot.core.db import Base, UUIDPrimaryKey
 from tradepilot.core.money import EXACT
+from tradepilot.core.secrets_box import register_encrypted_column
 from tradepilot.core.types import Money
 from tradepilot.identity import models as _identity_models  # noqa: F401  (user_account, the FK target)
 
 
 class AccountKind:
     PAPER = "paper"  # the built-in paper exchange
-    LIVE = "live"  # a real exchange through ccxt (later)
+    LIVE = "live"  # a real exchange through ccxt (trading/live/, docs/exchanges.md)
 
 
 class AccountStatus:
@@ -89,10 +91,22 @@ class TradingAccount(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    # live accounts only: the exchange's API key and secret as SecretBox ciphertext (one JSON
+    # document, so rotation re-encrypts both at once) — never returned, never logged — and
+    # what the exchange said the key may do when it was added (no secret in it)
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)
+    key_permissions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     @property
     def is_active(self) -> bool:
         return self.status == AccountStatus.ACTIVE
+
+    @property
+    def is_live(self) -> bool:
+        return self.kind == AccountKind.LIVE
+
+
+register_encrypted_column(TradingAccount.credentials_encrypted)  # `tradepilot keys rotate` finds it
 
 
 # at most one default account per user (also when two first requests race to create it)

@@ -34,7 +34,7 @@ from tradepilot.trading.order_groups import (
 )
 from tradepilot.trading.order_models import Order, OrderStatus, Position
 from tradepilot.trading.order_schemas import OrderCreate, OrderModify
-from tradepilot.trading.orders import _priority, order_not_found
+from tradepilot.trading.orders import _priority, live_account_not_supported, order_not_found
 from tradepilot.trading.service import TradingService
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ async def modify(service: OrderService, session: AsyncSession, row: Order, body:
                             code="nothing_to_modify")
     await ensure_not_halted(session)
     account = await ledger.lock_account(session, row.account_id)
+    if account.is_live:
+        raise live_account_not_supported()
     current = await session.scalar(select(Order).where(Order.id == row.id).execution_options(populate_existing=True))
     if current is None:
         raise order_not_found()
@@ -184,6 +186,8 @@ async def cancel_all(service: OrderService, session: AsyncSession, principal: Au
         if await session.scalar(query.limit(1)) is None:
             continue
         account = await ledger.lock_account(session, aid)
+        if account.is_live:  # its orders are the exchange's to cancel: one by one, DELETE /orders/{id}
+            raise live_account_not_supported()
         rows = list(await session.scalars(select(Order).where(Order.id.in_(query.scalar_subquery()))
                                           .execution_options(populate_existing=True)))
         groups = await group_rows(session, [r.group_id for r in rows if r.group_id is not None])

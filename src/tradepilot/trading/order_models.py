@@ -88,6 +88,8 @@ class Order(UUIDPrimaryKey, Base):
     accepted_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]  # day orders: the next 00:00 UTC
     event_seq: Mapped[int] = mapped_column(default=0)  # the last OrderEvent's seq
+    # live accounts: the exchange's own id, once it told us (the client id sent is tp-<id hex>)
+    exchange_order_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.deps import DbSession, RuntimeDep
 from tradepilot.core.ownership import ownership_dependency
@@ -65,9 +66,19 @@ async def place_order(idem: Idempotency, body: OrderCreate, principal: TradeUser
                       orders: Orders) -> Response:
     """Place an order on the paper exchange. A marketable order fills at once against the current
     book (201 with its fills settled); the rest rests or waits for its trigger. Accepts
-    `Idempotency-Key`; `client_order_id` is unique per account forever."""
+    `Idempotency-Key`; `client_order_id` is unique per account forever.
+
+    On a live account (`account_id` of one) the order goes to the exchange: 201 with the
+    exchange's fills, or 202 with the order still `pending_new` when the exchange's answer was
+    lost and lookups did not find it yet. Market and limit orders only (docs/exchanges.md)."""
     if idem.replay is not None:
         return idem.replay
+    live = await orders.live_account(principal, body.account_id)
+    if live is not None:  # a real exchange: recorded, sent once, never lost (trading/live/placement.py)
+        async def finish(session: AsyncSession, row: Order, status_code: int) -> Response:
+            return await idem.respond(session, order_out(row), status=status_code)
+
+        return await orders.live.place(principal, body, live, finish)  # type: ignore[no-any-return]
     prepared = orders.prepare(body)
     row = await orders.place(db, principal, prepared)
     out = order_out(row)
@@ -124,7 +135,11 @@ async def get_order_events(
 @router.delete("/orders/{order_id}", response_model=OrderOut, summary="Cancel an order",
                responses={**_NOT_FOUND, 409: {"description": "Already final (order_not_open)"}})
 async def cancel_order(order: OwnedOrder, principal: TradeUser, db: DbSession, orders: Orders) -> OrderOut:
-    """Cancels an open order and releases what it still reserves."""
+    """Cancels an open order and releases what it still reserves. On a live account the
+    exchange cancels it first (an order it had filled meanwhile is recorded as filled)."""
+    if order.venue.startswith("live:"):
+        await db.commit()  # end the ownership read: nothing is held across the network
+        return order_out(await orders.live.cancel(order))
     row = await orders.cancel(db, order)
     out = order_out(row)
     await db.commit()

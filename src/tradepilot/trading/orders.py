@@ -85,6 +85,11 @@ class DuplicateClientOrderId(Conflict):
                          extra={"client_order_id": client_order_id})
 
 
+def live_account_not_supported() -> Unprocessable:
+    return Unprocessable("This operation is not available on live accounts yet (docs/exchanges.md).",
+                         code="live_account_not_supported")
+
+
 def _market_data_unavailable(symbol: str, what: str) -> ServiceUnavailable:
     return ServiceUnavailable(f"No {what} for {symbol} yet; try again shortly.", code="market_data_unavailable",
                               extra={"symbol": symbol})
@@ -115,6 +120,9 @@ class OrderService:
         self.clock = runtime.clock
         settings = runtime.settings
         self.rates = FeeRates(maker=settings.paper_maker_fee_rate, taker=settings.paper_taker_fee_rate)
+        from tradepilot.trading.live.placement import LivePlacement  # it builds on this module
+
+        self.live = LivePlacement(self)
 
     @property
     def market(self) -> MarketService:
@@ -162,8 +170,12 @@ class OrderService:
                            time_in_force=body.time_in_force, post_only=body.post_only)  # type: ignore[arg-type]
 
     async def resolve_account(self, session: AsyncSession, principal: AuthUser,
-                              account_id: uuid.UUID | None) -> TradingAccount:
-        """The account to trade from (the default one, opened lazily), locked; 404 if not the caller's."""
+                              account_id: uuid.UUID | None, *, allow_live: bool = False) -> TradingAccount:
+        """The account to trade from (the default one, opened lazily), locked; 404 if not the caller's.
+
+        A live account is refused (422 ``live_account_not_supported``) unless ``allow_live``:
+        only ``trading.live.placement`` may trade one — every other path here is the paper
+        engine's, and would record an order the exchange never saw."""
         if account_id is None:
             # the usual case in one statement: the caller's default account, locked and re-read,
             # with its user (plan, own limits) for the risk check, which then finds the user in
@@ -191,6 +203,8 @@ class OrderService:
         account = await ledger.lock_account(session, account_id)
         if account.status != AccountStatus.ACTIVE:
             raise ledger.AccountClosed()
+        if account.is_live and not allow_live:
+            raise live_account_not_supported()
         return account
 
     async def place(self, session: AsyncSession, principal: AuthUser, prepared: Prepared, *,
@@ -336,6 +350,8 @@ class OrderService:
         if not current.is_open:
             raise Conflict(f"The order is already {current.status}.", code="order_not_open",
                            extra={"status": current.status})
+        if account.is_live:  # the exchange cancels first (trading.live.placement), never this path
+            raise live_account_not_supported()
         if current.group_id is not None:  # a bracket's or an OCO's order: the group rules apply
             from tradepilot.trading.order_groups import cancel_in_group
 
@@ -386,6 +402,19 @@ class OrderService:
         if order_id is not None:
             query = query.where(Fill.order_id == order_id)
         return await time_keyset_page(session, query, Fill.created_at, Fill.id, limit=limit, cursor=cursor)
+
+    async def live_account(self, principal: AuthUser, account_id: uuid.UUID | None) -> TradingAccount | None:
+        """The caller's live account ``account_id`` (detached, read without any lock), or None
+        for anything else — a paper account, the default one, someone else's (which the usual
+        path then answers 404)."""
+        if account_id is None:
+            return None
+        async with self.runtime.db.read() as session:
+            account = await session.get(TradingAccount, account_id)
+            if account is None or account.user_id != principal.id or not account.is_live:
+                return None
+            session.expunge(account)
+            return account
 
     async def check_account(self, session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None) -> None:
         await check_account_filter(session, user_id, account_id)

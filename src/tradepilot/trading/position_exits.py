@@ -52,7 +52,7 @@ from tradepilot.trading.halt import ensure_not_halted
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Order, OrderStatus, Position
 from tradepilot.trading.order_schemas import OrderCreate
-from tradepilot.trading.orders import count_open_orders_of_user
+from tradepilot.trading.orders import count_open_orders_of_user, live_account_not_supported
 from tradepilot.trading.position_models import ExitKind, PositionExit
 
 if TYPE_CHECKING:
@@ -111,6 +111,8 @@ async def _lock_position(session: AsyncSession, position_id: uuid.UUID) -> tuple
     if account_id is None:
         raise position_not_found()
     account = await ledger.lock_account(session, account_id)
+    if account.is_live:  # exits on the exchange are not in this slice (docs/exchanges.md)
+        raise live_account_not_supported()
     position = await session.scalar(select(Position).where(Position.id == position_id)
                                     .execution_options(populate_existing=True))
     if position is None:

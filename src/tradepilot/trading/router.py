@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 from fastapi import Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.core.deps import DbSession
+from tradepilot.core.deps import DbSession, RuntimeDep
 from tradepilot.core.routing import api_router
 from tradepilot.core.schemas import Page
 from tradepilot.identity.idempotency import Idempotency
 from tradepilot.trading import ledger
 from tradepilot.trading.deps import OwnedAccount, ReadUser, TradeUser, Trading
+from tradepilot.trading.live.accounts import check_new_account
 from tradepilot.trading.models import LedgerKind, LedgerPosting, LedgerTransaction, TradingAccount
 from tradepilot.trading.schemas import (
     AccountCreate,
@@ -20,7 +21,9 @@ from tradepilot.trading.schemas import (
     AccountOut,
     AccountStatusName,
     AmountRequest,
+    AnyAccountCreate,
     BalanceChange,
+    LiveAccountCreate,
     PostingOut,
     TransactionOut,
     balance_out,
@@ -74,17 +77,35 @@ async def list_accounts(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AccountDetail,
-             summary="Open a paper account",
-             responses={409: {"description": "Plan limit of open accounts reached (trading_account_limit_reached)"}})
-async def create_account(idem: Idempotency, body: AccountCreate, principal: TradeUser, db: DbSession,
-                         trading: Trading) -> Response:
-    """A new paper account funded with `starting_balance` of `quote_currency` (defaults: the
-    server's paper settings). `reset` returns it to that balance. Accepts `Idempotency-Key`."""
+             summary="Open a paper or live account",
+             responses={409: {"description": "Plan limit of open accounts reached (trading_account_limit_reached)"},
+                        422: {"description": "Live: exchange_not_supported, exchange_auth_failed, "
+                                             "withdrawal_permission_enabled, trading_permission_missing"},
+                        503: {"description": "Live: the exchange is unavailable or rate-limits us "
+                                             "(exchange_unavailable, exchange_rate_limited)"}})
+async def create_account(idem: Idempotency, body: AnyAccountCreate, principal: TradeUser, runtime: RuntimeDep,
+                         db: DbSession, trading: Trading) -> Response:
+    """A paper account (`type` absent or `paper`) funded with `starting_balance` of
+    `quote_currency` (defaults: the server's paper settings); `reset` returns it to that balance.
+
+    A live account: `{"type": "live", "exchange": "binance", "api_key", "secret", "name"?}` —
+    the key is checked with the exchange (it must trade and must not withdraw), stored
+    encrypted and never shown again; the balances start from the exchange's free balances
+    (docs/exchanges.md). Accepts `Idempotency-Key`."""
     if idem.replay is not None:
         return idem.replay
+    checked = None
+    if isinstance(body, LiveAccountCreate):  # the exchange first: no transaction open across the network
+        checked = await check_new_account(runtime, body)
     await trading.ensure_default_account(db, user_id=principal.id)
-    account = await trading.create_account(db, user_id=principal.id, name=body.name,
-                                           starting_balance=body.starting_balance, quote_currency=body.quote_currency)
+    if checked is not None:
+        account = await trading.create_live_account(db, user_id=principal.id, name=checked.name,
+                                                    quote_currency=body.quote_currency, live=checked.binding)
+    else:
+        assert isinstance(body, AccountCreate)
+        account = await trading.create_account(db, user_id=principal.id, name=body.name,
+                                               starting_balance=body.starting_balance,
+                                               quote_currency=body.quote_currency)
     answer = await idem.respond(db, await account_detail(db, account), status=status.HTTP_201_CREATED)
     await db.commit()
     return answer

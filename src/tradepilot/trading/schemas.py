@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import BeforeValidator, Discriminator, Field, SecretStr, StringConstraints, Tag
 
 from tradepilot.core.money import EXACT
 from tradepilot.core.schemas import Money, Schema
@@ -26,12 +26,44 @@ NonNegativeMoney = Annotated[Money, Field(ge=0)]
 AccountStatusName = Literal["active", "closed"]
 
 
+AccountName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
 class AccountCreate(Schema):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    type: Literal["paper"] = "paper"
+    name: AccountName
     starting_balance: NonNegativeMoney | None = Field(
         default=None, description="In `quote_currency`; default TRADEPILOT_PAPER_STARTING_BALANCE")
     quote_currency: Asset | None = Field(
         default=None, description="Valuation and starting asset; default TRADEPILOT_PAPER_QUOTE_ASSET")
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+class LiveAccountCreate(Schema):
+    """A live account on a real exchange (docs/exchanges.md). The key and secret are checked
+    with the exchange, stored encrypted, and never shown again."""
+
+    type: Literal["live"]
+    exchange: Annotated[str, BeforeValidator(_lower), StringConstraints(pattern=r"^[a-z0-9]{2,32}$")] = Field(
+        description="A ccxt exchange id the operator enabled (TRADEPILOT_LIVE_EXCHANGES), e.g. `binance`")
+    api_key: Annotated[SecretStr, Field(min_length=1, max_length=512)]
+    secret: Annotated[SecretStr, Field(min_length=1, max_length=512)]
+    name: AccountName | None = Field(default=None, description="Default: the exchange's name")
+    quote_currency: Asset | None = Field(
+        default=None, description="Valuation currency; default TRADEPILOT_PAPER_QUOTE_ASSET")
+
+
+def _account_kind(value: Any) -> str:
+    kind = value.get("type", "paper") if isinstance(value, dict) else getattr(value, "type", "paper")
+    return kind if kind in ("paper", "live") else "paper"  # an unknown type fails as a paper body would
+
+
+AnyAccountCreate = Annotated[Annotated[AccountCreate, Tag("paper")] | Annotated[LiveAccountCreate, Tag("live")],
+                             Discriminator(_account_kind)]
+"""`POST /api/trading/accounts`: a paper account (`type` absent or `paper`) or a live one."""
 
 
 class AmountRequest(Schema):
@@ -51,8 +83,8 @@ class BalanceOut(Schema):
 class AccountOut(Schema):
     id: uuid.UUID
     name: str
-    kind: str = Field(description="`paper` (the built-in paper exchange); `live` later")
-    venue: str
+    kind: str = Field(description="`paper` (the built-in paper exchange) or `live` (a real exchange)")
+    venue: str = Field(description="`paper`, or the exchange of a live account (`binance`)")
     quote_currency: str
     margin_mode: str = Field(description="`spot` in this release")
     is_default: bool
@@ -61,6 +93,8 @@ class AccountOut(Schema):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    key_permissions: dict[str, bool] | None = Field(
+        default=None, description="Live accounts: what the exchange said the API key may do when it was added")
 
 
 class AccountDetail(AccountOut):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +41,17 @@ from tradepilot.trading.models import (
 ACCOUNT_EVENT_KIND = "accounts"  # topic user.<id>.accounts
 DEFAULT_ACCOUNT_NAME = "Paper"
 PAPER_VENUE = "paper"
+
+@dataclass(frozen=True, slots=True)
+class LiveBinding:
+    """What binds a new account to an exchange: its id, the sealed credentials, the key's
+    permissions, and the free balances the exchange reported (``{asset: amount}``)."""
+
+    exchange: str
+    credentials_encrypted: str
+    permissions: dict[str, Any] | None
+    balances: dict[str, Decimal]
+
 
 # --- open orders: the order layer registers its counter here --------------------------------
 
@@ -84,17 +97,26 @@ class TradingService:
     # opening ---------------------------------------------------------------------------
 
     async def _open(self, session: AsyncSession, *, user_id: uuid.UUID, name: str, is_default: bool,
-                    starting_balance: Decimal, quote_currency: str) -> TradingAccount:
+                    starting_balance: Decimal, quote_currency: str, live: LiveBinding | None = None) -> TradingAccount:
         now = self.clock.now()
         account = TradingAccount(user_id=user_id, name=name, kind=AccountKind.PAPER, venue=PAPER_VENUE,
                                  quote_currency=quote_currency, margin_mode=MarginMode.SPOT, is_default=is_default,
                                  status=AccountStatus.ACTIVE, starting_balance=starting_balance, ledger_seq=0,
                                  created_at=now, updated_at=now)
+        if live is not None:
+            account.kind, account.venue = AccountKind.LIVE, live.exchange
+            account.credentials_encrypted, account.key_permissions = live.credentials_encrypted, live.permissions
         session.add(account)
         await session.flush()
         await emit(session, topic=Topics.user(user_id, ACCOUNT_EVENT_KIND), type="account.created",
                    user_id=user_id, payload={"account": account_payload(account)})
-        if starting_balance > 0:
+        if live is not None:  # what the exchange holds free for the account, as it said when added
+            for asset, amount in sorted(live.balances.items()):
+                if amount > 0:
+                    await ledger.deposit(session, account, asset, amount, now=now,
+                                         reference=ledger.Reference("account", account.id.hex),
+                                         memo="exchange balance when added")
+        elif starting_balance > 0:
             await ledger.deposit(session, account, quote_currency, starting_balance, now=now,
                                  reference=ledger.Reference("account", account.id.hex), memo="starting balance")
         return account
@@ -129,6 +151,22 @@ class TradingService:
         """A new paper account, within the plan's ``trading_accounts`` limit (409
         ``trading_account_limit_reached``); counted under the user row's lock, so racing
         requests cannot overshoot it."""
+        await self._check_account_limit(session, user_id)
+        return await self._open(session, user_id=user_id, name=name, is_default=False,
+                                starting_balance=self.settings.paper_starting_balance
+                                if starting_balance is None else starting_balance,
+                                quote_currency=quote_currency or self.settings.paper_quote_asset)
+
+    async def create_live_account(self, session: AsyncSession, *, user_id: uuid.UUID, name: str,
+                                  quote_currency: str | None, live: LiveBinding) -> TradingAccount:
+        """A live account bound to an exchange (``trading.live.accounts`` checked the key first),
+        within the same plan limit; its ledger starts from the exchange's free balances."""
+        await self._check_account_limit(session, user_id)
+        quote = quote_currency or self.settings.paper_quote_asset
+        return await self._open(session, user_id=user_id, name=name, is_default=False,
+                                starting_balance=live.balances.get(quote, Decimal(0)), quote_currency=quote, live=live)
+
+    async def _check_account_limit(self, session: AsyncSession, user_id: uuid.UUID) -> None:
         user = await session.scalar(select(User).where(User.id == user_id).with_for_update(key_share=True)
                                     .execution_options(populate_existing=True))
         assert user is not None  # authenticated just now; a purge holds this lock too
@@ -136,10 +174,6 @@ class TradingService:
         if await count_open_accounts(session, user_id) >= cap:
             raise Conflict(f"Your plan allows {cap} open trading accounts; close one first.",
                            code="trading_account_limit_reached", extra={"limit": cap})
-        return await self._open(session, user_id=user_id, name=name, is_default=False,
-                                starting_balance=self.settings.paper_starting_balance
-                                if starting_balance is None else starting_balance,
-                                quote_currency=quote_currency or self.settings.paper_quote_asset)
 
     # reading ---------------------------------------------------------------------------
 

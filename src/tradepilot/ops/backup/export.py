@@ -42,7 +42,7 @@ EXPORTED: dict[str, Rows] = {
     "api_key": Rows("user_id", omit=frozenset({"secret_hash"})),
     "security_event": Rows("user_id"),
     "known_login_address": Rows("user_id"),
-    "trading_account": Rows("user_id"),
+    "trading_account": Rows("user_id", omit=frozenset({"credentials_encrypted"})),  # never exported in clear or not
     "trading_balance": Rows("account_id", by="account"),
     "ledger_transaction": Rows("account_id", by="account"),
     "ledger_posting": Rows("account_id", by="account"),
