@@ -32,7 +32,7 @@ D = Decimal
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBinanceSpot]:
     server = await FakeBinanceSpot().start()
-    server.timeout_seconds = 1.5
+    server.timeout_seconds = 6.0  # held back well past the client's timeout, also on a loaded CI machine
     yield server
     await server.stop()
 
@@ -40,7 +40,7 @@ async def fake() -> AsyncIterator[FakeBinanceSpot]:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, fake: FakeBinanceSpot) -> Settings:
     return support.make_settings(database_url, data_dir=tmp_path / "var", live_exchange_rest_url=fake.rest_url,
-                                 live_request_timeout_seconds=0.5, live_lookup_backoff_seconds=0.05,
+                                 live_request_timeout_seconds=3.0, live_lookup_backoff_seconds=0.05,
                                  live_lookup_attempts=5)
 
 
@@ -382,3 +382,15 @@ async def test_fees_in_the_base_asset_or_bnb_are_settled_in_that_asset(
     rows = await assert_ledger_consistent(runtime, account["id"])
     on_exchange = {a: v for a, v in fake.accounts[API_KEY].balances.items() if v}
     assert {a: r.free for a, r in rows.items() if r.free} == on_exchange  # the ledger equals the exchange
+
+
+async def test_account_body_errors_name_the_field_and_the_schema_is_published(client: httpx.AsyncClient) -> None:
+    _, tokens = await new_user(client)
+    resp = await client.post(ACCOUNTS, json={"name": ""}, headers=bearer(tokens))
+    assert resp.status_code == 422 and [e["field"] for e in resp.json()["errors"]] == ["name"]
+    resp = await client.post(ACCOUNTS, json={"name": "a", "starting_balance": "1e-30"}, headers=bearer(tokens))
+    assert resp.status_code == 422 and resp.json()["code"] == "decimal_precision_loss"
+    resp = await client.post(ACCOUNTS, json={"type": "live", "exchange": "binance"}, headers=bearer(tokens))
+    assert sorted(e["field"] for e in resp.json()["errors"]) == ["api_key", "secret"]
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert {"AccountCreate", "LiveAccountCreate"} <= set(schema)
