@@ -80,7 +80,7 @@ async def test_backup_as_a_job_list_and_download(client: httpx.AsyncClient, runt
     headers = await reauthenticated_admin(client, runtime)
     accepted = await client.post("/api/system/backup", headers=headers)
     assert accepted.status_code == 202, accepted.text
-    await runtime.services["jobs"].drain()
+    await runtime.services["jobs"].drain(timeout=180)  # pg_dump and a verifying test restore: slow on a loaded machine
     job = (await client.get(accepted.json()["status_url"], headers=headers)).json()
     assert job["status"] == "succeeded", job
     backup_id = job["result"]["backup_id"]
