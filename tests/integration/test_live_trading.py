@@ -382,3 +382,15 @@ async def test_fees_in_the_base_asset_or_bnb_are_settled_in_that_asset(
     rows = await assert_ledger_consistent(runtime, account["id"])
     on_exchange = {a: v for a, v in fake.accounts[API_KEY].balances.items() if v}
     assert {a: r.free for a, r in rows.items() if r.free} == on_exchange  # the ledger equals the exchange
+
+
+async def test_account_body_errors_name_the_field_and_the_schema_is_published(client: httpx.AsyncClient) -> None:
+    _, tokens = await new_user(client)
+    resp = await client.post(ACCOUNTS, json={"name": ""}, headers=bearer(tokens))
+    assert resp.status_code == 422 and [e["field"] for e in resp.json()["errors"]] == ["name"]
+    resp = await client.post(ACCOUNTS, json={"name": "a", "starting_balance": "1e-30"}, headers=bearer(tokens))
+    assert resp.status_code == 422 and resp.json()["code"] == "decimal_precision_loss"
+    resp = await client.post(ACCOUNTS, json={"type": "live", "exchange": "binance"}, headers=bearer(tokens))
+    assert sorted(e["field"] for e in resp.json()["errors"]) == ["api_key", "secret"]
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert {"AccountCreate", "LiveAccountCreate"} <= set(schema)

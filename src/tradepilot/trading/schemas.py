@@ -7,7 +7,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, SecretStr, StringConstraints, Tag
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    SecretStr,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tradepilot.core.money import EXACT
 from tradepilot.core.schemas import Money, Schema
@@ -61,8 +72,21 @@ def _account_kind(value: Any) -> str:
     return kind if kind in ("paper", "live") else "paper"  # an unknown type fails as a paper body would
 
 
+def _untagged_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A field error names the field (``name``), not the union member it was checked as
+    (``paper.name``): the API's ``errors[].field`` stays what it was before live accounts."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        details: list[InitErrorDetails] = [{
+            "type": PydanticCustomError(err["type"], "{reason}", {"reason": err["msg"]}),
+            "loc": tuple(err["loc"][1:] if err["loc"] and err["loc"][0] in ("paper", "live") else err["loc"]),
+            "input": err.get("input")} for err in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, details) from None
+
+
 AnyAccountCreate = Annotated[Annotated[AccountCreate, Tag("paper")] | Annotated[LiveAccountCreate, Tag("live")],
-                             Discriminator(_account_kind)]
+                             Discriminator(_account_kind), WrapValidator(_untagged_errors)]
 """`POST /api/trading/accounts`: a paper account (`type` absent or `paper`) or a live one."""
 
 
