@@ -133,3 +133,4 @@ def _load_plugin_commands() -> None:
     import tradepilot.identity.cli_admin  # noqa: F401
     import tradepilot.ops.backup.cli  # noqa: F401
     import tradepilot.strategies.cli  # noqa: F401  (`backtest`)
+    import tradepilot.ai.cli  # noqa: F401  (`ai`)

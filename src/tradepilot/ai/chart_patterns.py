@@ -177,8 +177,10 @@ def _line(points: list[Pivot]) -> tuple[float, float, float]:
     """Least-squares line through swings: (slope, intercept, largest residual)."""
     x = np.array([p.index for p in points], dtype=np.float64)
     y = np.array([p.level for p in points], dtype=np.float64)
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(slope), float(intercept), float(np.max(np.abs(y - (slope * x + intercept))))
+    dx = x - x.mean()  # centred: bar numbers in the thousands would make the fit ill-conditioned
+    slope = float(np.sum(dx * (y - y.mean())) / np.sum(dx * dx))
+    intercept = float(y.mean() - slope * x.mean())
+    return slope, intercept, float(np.max(np.abs(y - (slope * x + intercept))))
 
 
 def _triangles(ctx: _Context, pivots: list[Pivot]) -> Iterator[ChartPattern]:

@@ -61,16 +61,17 @@ def zigzag(log_high: np.ndarray, log_low: np.ndarray, threshold: np.ndarray) -> 
             continue
         if direction >= 0 and log_low[t] <= log_high[hi_i] - step and hi_i < t:
             pivots.append(Pivot(hi_i, float(log_high[hi_i]), "high", t))
-            direction, lo_i = -1, _extreme_since(log_low, hi_i, t, lowest=True)
+            direction, lo_i = -1, _extreme_since(log_low, hi_i + 1, t, lowest=True)
             hi_i = t
         elif direction <= 0 and log_high[t] >= log_low[lo_i] + step and lo_i < t:
             pivots.append(Pivot(lo_i, float(log_low[lo_i]), "low", t))
-            direction, hi_i = 1, _extreme_since(log_high, lo_i, t, lowest=False)
+            direction, hi_i = 1, _extreme_since(log_high, lo_i + 1, t, lowest=False)
             lo_i = t
     return pivots
 
 
 def _extreme_since(values: np.ndarray, start: int, end: int, *, lowest: bool) -> int:
-    """The bar of the lowest (highest) value in start..end: where the next swing is tracked from."""
+    """The bar of the lowest (highest) value in start..end: where the next swing is tracked
+    from (``start`` is the bar after the swing just confirmed: one bar is never two swings)."""
     part = values[start:end + 1]
     return start + int(np.argmin(part) if lowest else np.argmax(part))

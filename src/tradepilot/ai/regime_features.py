@@ -11,9 +11,9 @@ for any price level and timeframe:
 - ``crossings``: how often the price crosses its own window mean, per bar.
 - ``vol_clustering``: mean autocorrelation of squared returns, lags 1..5 (GARCH-like).
 - ``kurtosis``: excess kurtosis of returns (fat tails).
-- ``vol_ratio``: log of the window's volatility over the normal (median-based, so earlier
-  bursts do not inflate it) one-bar move of the history before it — a volatile regime is
-  volatile *for this market*.
+- ``vol_ratio``: log of the window's typical one-bar move over that of the history before
+  it, both median-based (earlier bursts do not inflate the reference, fat tails do not
+  inflate the window) — a volatile regime is volatile *for this market*.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def window_features(log_close: np.ndarray, end: int, window: int = WINDOW, histo
     vol_clustering = float(np.mean([_autocorr(squared, lag) for lag in range(1, 6)]))
     kurtosis = float(np.mean((r - r.mean()) ** 4) / sd ** 4 - 3.0)
     before = np.diff(log_close[max(0, start - history):start])
-    base = _robust_scale(before) if before.size >= 30 else sd
-    vol_ratio = math.log(sd / base) if base > 0 else 0.0
+    now = _robust_scale(r)
+    base = _robust_scale(before) if before.size >= 30 else now
+    vol_ratio = math.log(now / base) if base > 0 and now > 0 else 0.0
     return np.array([trend_t, efficiency, variance_ratio, _autocorr(r, 1), crossings, vol_clustering, kurtosis,
                      vol_ratio])
