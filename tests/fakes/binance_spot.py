@@ -19,7 +19,10 @@ Knobs for the failure tests: :meth:`accept_then_timeout` (record the order, then
 after the client gave up), :attr:`hide_fresh_orders` (lookups by id answer -2013 "Order does
 not exist" that many times for an order the venue just took), :meth:`rate_limit_next` (429 or
 418 with ``Retry-After``), :meth:`malform_next` (change the next answer of an endpoint: a NaN,
-a negative or huge number, a missing field), :meth:`fail_next` (any status and body).
+a negative or huge number, a missing field), :meth:`fail_next` (any status and body), :attr:`on_order_taken` (called
+with an order the venue took, before it is answered: a test kills its client there).
+:meth:`place_by_hand` and :meth:`cancel_by_hand` act as the account's owner would on the
+exchange's own site (reconciliation must find and respect such orders).
 :attr:`requests` lists what was asked, :attr:`orders` what exists.
 """
 
@@ -104,6 +107,7 @@ class FakeBinanceSpot:
         self.fee_asset: str | None = None
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, endpoint, params)
         self.hide_fresh_orders = 0
+        self.on_order_taken: Callable[[FakeOrder], None] | None = None  # called before an order is answered
         self.timeout_seconds = 3.0  # how long an accept-then-timeout answer is held back
         self._timeouts = 0
         self._rate_limits: list[tuple[int, int]] = []
@@ -282,6 +286,8 @@ class FakeBinanceSpot:
         if order.type == "MARKET" and order.executed < order.quantity:
             order.status = "EXPIRED"  # Binance: a market order the book could not fill in full
         answer = {**order.as_json(), "transactTime": SERVER_TIME, "fills": [dict(f) for f in order.fills]}
+        if self.on_order_taken is not None:  # e.g. SIGKILL the client: it dies before it reads the answer
+            self.on_order_taken(order)
         if self._timeouts:
             self._timeouts -= 1
             await asyncio.sleep(self.timeout_seconds)  # the client gave up long ago
@@ -311,11 +317,31 @@ class FakeBinanceSpot:
         trades = [t for t in self.trades if t["_key"] == account.api_key and t["symbol"] == params["symbol"]]
         if "orderId" in params:
             trades = [t for t in trades if str(t["orderId"]) == params["orderId"]]
-        if "fromId" in params:
-            trades = [t for t in trades if t["id"] >= int(params["fromId"])]
+        limit = min(int(params.get("limit", 500)), 1000)
+        if "fromId" in params:  # Binance: the oldest `limit` trades from that id; else the newest `limit`
+            trades = [t for t in trades if t["id"] >= int(params["fromId"])][:limit]
+        else:
+            trades = trades[-limit:]
         return [{k: v for k, v in t.items() if k != "_key"} for t in trades]
 
     # --- the venue's book-keeping ---------------------------------------------------------------
+
+    def place_by_hand(self, api_key: str, symbol: str, side: str, type: str, quantity: str,
+                      price: str | None = None) -> FakeOrder:
+        """An order placed on the exchange's own site (a ``web_…`` client id), matched like any other."""
+        order = FakeOrder(api_key, next(self._ids), f"web_{next(self._ids)}", symbol, side.upper(), type.upper(),
+                          Decimal(quantity), Decimal(price) if price else None, "GTC" if price else None)
+        self.orders.append(order)
+        for level_price, level_qty in self._takeable(order):
+            self._execute(self.accounts[api_key], order, level_price, level_qty)
+        if order.type == "MARKET" and order.executed < order.quantity:
+            order.status = "EXPIRED"
+        return order
+
+    def cancel_by_hand(self, client_order_id: str) -> None:
+        order = next(o for o in self.orders if o.client_order_id == client_order_id)
+        assert order.status in ("NEW", "PARTIALLY_FILLED")
+        order.status = "CANCELED"
 
     def fill_resting(self, client_order_id: str, quantity: str, price: str | None = None) -> None:
         """Fill (part of) a resting order, as a trade of the market would."""

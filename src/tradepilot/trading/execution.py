@@ -127,15 +127,17 @@ def order_payload(row: Order) -> dict[str, Any]:
         "reserved_asset": row.reserved_asset, "revision": row.revision, "reject_code": row.reject_code,
         "reject_reason": row.reject_reason, "cancel_reason": row.cancel_reason, "venue": row.venue,
         "group_id": row.group_id, "group_kind": row.group_kind, "group_role": row.group_role,
-        "expires_at": row.expires_at, "created_at": row.created_at, "updated_at": row.updated_at,
-        "closed_at": row.closed_at}
+        "source": row.source or "platform", "strategy_id": row.strategy_id, "strategy_run_id": row.strategy_run_id,
+        "expires_at": row.expires_at, "created_at": row.created_at,
+        "updated_at": row.updated_at, "closed_at": row.closed_at}
 
 
 def fill_payload(fill: Fill) -> dict[str, Any]:
     return {"id": fill.id, "order_id": fill.order_id, "account_id": fill.account_id, "symbol": fill.symbol,
             "side": fill.side, "price": fill.price, "quantity": fill.quantity, "quote_quantity": fill.quote_quantity,
             "fee": fill.fee, "fee_asset": fill.fee_asset, "liquidity": fill.liquidity, "trade_id": fill.trade_id,
-            "market_trade_id": fill.market_trade_id, "realised_pnl": fill.realised_pnl, "created_at": fill.created_at}
+            "market_trade_id": fill.market_trade_id, "realised_pnl": fill.realised_pnl,
+            "source": fill.source or "platform", "created_at": fill.created_at}
 
 
 PositionListener = Callable[["OrderWriter", Order, Position], Awaitable[None]]
@@ -325,7 +327,7 @@ class OrderWriter:
                       symbol=row.symbol, side=row.side, price=fill.price, quantity=fill.quantity,
                       quote_quantity=notional, fee=fill.fee, fee_asset=fill.fee_currency,
                       liquidity=fill.liquidity.value, trade_id=fill.trade_id, market_trade_id=fill.market_trade_id,
-                      created_at=self.now)
+                      source=row.source or "platform", created_at=self.now)
         if self.batched:
             self._late.append(record)
         else:

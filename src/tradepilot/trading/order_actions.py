@@ -32,7 +32,7 @@ from tradepilot.trading.order_groups import (
     transient_engine,
     write_events,
 )
-from tradepilot.trading.order_models import Order, OrderStatus, Position
+from tradepilot.trading.order_models import Order, OrderSource, OrderStatus, Position
 from tradepilot.trading.order_schemas import OrderCreate, OrderModify
 from tradepilot.trading.orders import _priority, live_account_not_supported, order_not_found
 from tradepilot.trading.service import TradingService
@@ -180,7 +180,8 @@ async def cancel_all(service: OrderService, session: AsyncSession, principal: Au
     canceled: list[Order] = []
     for aid in await owned_accounts(session, principal, account_id):
         query = select(Order.id).where(Order.account_id == aid, Order.user_id == principal.id,
-                                       Order.status.in_(_OPEN))
+                                       Order.status.in_(_OPEN),
+                                       Order.source == OrderSource.PLATFORM)  # never an external order
         if symbol is not None:
             query = query.where(Order.symbol == symbol)
         if await session.scalar(query.limit(1)) is None:

@@ -26,6 +26,11 @@ from tradepilot.core.types import Money
 from tradepilot.trading import models as _trading_models  # noqa: F401  (trading_account, the FK target)
 
 
+class OrderSource:
+    PLATFORM = "platform"
+    EXTERNAL = "external"
+
+
 class OrderStatus:
     """FIX-like statuses (the engine's ``OrderStatus`` values)."""
 
@@ -90,6 +95,13 @@ class Order(UUIDPrimaryKey, Base):
     event_seq: Mapped[int] = mapped_column(default=0)  # the last OrderEvent's seq
     # live accounts: the exchange's own id, once it told us (the client id sent is tp-<id hex>)
     exchange_order_id: Mapped[str | None] = mapped_column(String(64))
+    # who placed it: "platform" (through TradePilot), or "external" (found on a live account's
+    # exchange by reconciliation — by hand, by another program): it moves balances and positions
+    # but the platform never cancels or closes it
+    source: Mapped[str] = mapped_column(String(16), default="platform", server_default="platform")
+    # placed by a live run of a strategy (strategies/runs): analytics group by these; None = by hand / API
+    strategy_id: Mapped[uuid.UUID | None]
+    strategy_run_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
@@ -140,6 +152,7 @@ class Fill(UUIDPrimaryKey, Base):
     # gross P&L this fill realised on its position (average cost, quote asset; 0 for a buy),
     # written with the position update: the P&L of any period is a sum of fills, in Python
     realised_pnl: Mapped[Decimal | None] = mapped_column(Money)
+    source: Mapped[str] = mapped_column(String(16), default="platform", server_default="platform")  # its order's
     created_at: Mapped[datetime]
 
 

@@ -68,6 +68,11 @@ class OrderCreate(Schema):
         return self.type == "oco" or self.take_profit is not None or self.stop_loss is not None
 
 
+SourceName = Literal["platform", "external"]
+SOURCE_HELP = ("platform: placed through TradePilot; external: found on a live account's exchange by reconciliation "
+               "(placed by hand or by another program) — it moves balances and positions, TradePilot never cancels it")
+
+
 class OrderOut(Schema):
     id: uuid.UUID
     client_order_id: str
@@ -100,6 +105,9 @@ class OrderOut(Schema):
     group_id: uuid.UUID | None = Field(default=None, description="The bracket or OCO the order belongs to")
     group_kind: Literal["bracket", "oco"] | None = None
     group_role: Literal["entry", "take_profit", "stop_loss"] | None = None
+    source: SourceName = Field(default="platform", description=SOURCE_HELP)
+    strategy_id: uuid.UUID | None = Field(default=None, description="The strategy whose live run placed it")
+    strategy_run_id: uuid.UUID | None = Field(default=None, description="That live run (GET /api/strategies/runs)")
     expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -136,6 +144,7 @@ class FillOut(Schema):
     market_trade_id: str | None
     realised_pnl: Money | None = Field(
         default=None, description="Gross P&L this fill realised on its position (average cost; 0 for a buy)")
+    source: SourceName = Field(default="platform", description="Its order's source")
     created_at: datetime
 
 

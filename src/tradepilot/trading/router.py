@@ -14,6 +14,7 @@ from tradepilot.identity.idempotency import Idempotency
 from tradepilot.trading import ledger
 from tradepilot.trading.deps import OwnedAccount, ReadUser, TradeUser, Trading
 from tradepilot.trading.live.accounts import check_new_account
+from tradepilot.trading.live.reconciliation_owner import supervisor
 from tradepilot.trading.models import LedgerKind, LedgerPosting, LedgerTransaction, TradingAccount
 from tradepilot.trading.schemas import (
     AccountCreate,
@@ -108,6 +109,8 @@ async def create_account(idem: Idempotency, body: AnyAccountCreate, principal: T
                                                quote_currency=body.quote_currency)
     answer = await idem.respond(db, await account_detail(db, account), status=status.HTTP_201_CREATED)
     await db.commit()
+    if checked is not None and (reconciliation := supervisor(runtime)) is not None:
+        reconciliation.watch(account.id)  # reconciled from now on (other replicas: at their next scan)
     return answer
 
 

@@ -33,6 +33,7 @@ class VenueTrade:
     fee: Decimal
     fee_asset: str | None
     maker: bool
+    order_id: str | None = None  # the exchange's id of the order it executed
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,12 @@ class VenueOrder:
     quantity: Decimal
     filled: Decimal
     trades: tuple[VenueTrade, ...]  # may be empty: fetched separately (myTrades)
+    # what reconciliation needs to record an order it did not place (``source: external``)
+    symbol: str | None = None
+    side: str | None = None  # buy | sell
+    type: str | None = None  # market | limit (other types are recorded under their ccxt name)
+    price: Decimal | None = None
+    time_in_force: str | None = None  # gtc | ioc | fok
 
     @property
     def is_open(self) -> bool:
@@ -78,7 +85,8 @@ def parse_trade(raw: Mapping[str, Any]) -> VenueTrade:
                       quantity=amount(raw.get("amount"), "trade quantity", positive=True),
                       fee=ZERO if fee_cost is None else amount(fee_cost, "fee"),
                       fee_asset=None if fee_cost is None else text(fee.get("currency"), "fee currency"),
-                      maker=raw.get("takerOrMaker") == "maker")
+                      maker=raw.get("takerOrMaker") == "maker",
+                      order_id=None if raw.get("order") is None else str(raw["order"]))
 
 
 def parse_order(raw: Mapping[str, Any]) -> VenueOrder:
@@ -106,9 +114,18 @@ def parse_order(raw: Mapping[str, Any]) -> VenueOrder:
         if total != filled:
             raise MalformedAnswer("the order's fills do not add up to its filled quantity")
     client = raw.get("clientOrderId")
+    side = raw.get("side")
+    if side is not None and side not in ("buy", "sell"):
+        raise MalformedAnswer(f"the exchange sent an unknown order side {str(side)[:20]!r}")
+    price = None if raw.get("price") is None else amount(raw["price"], "order price")
+    tif = raw.get("timeInForce")
     return VenueOrder(exchange_id=text(raw.get("id"), "order id"),
                       client_order_id=None if client is None else str(client), status=status,
-                      quantity=quantity, filled=filled, trades=trades)
+                      quantity=quantity, filled=filled, trades=trades,
+                      symbol=None if raw.get("symbol") is None else text(raw["symbol"], "symbol"), side=side,
+                      type=None if raw.get("type") is None else text(raw["type"], "order type").lower()[:24],
+                      price=price or None,  # a market order's price is 0 on Binance
+                      time_in_force=None if tif is None else str(tif).lower()[:8])
 
 
 def parse_balances(raw: Mapping[str, Any]) -> dict[str, tuple[Decimal, Decimal]]:

@@ -102,6 +102,15 @@ async def _binance_permissions(client: Any) -> KeyPermissions:
 PERMISSION_READERS: dict[str, Callable[[Any], Awaitable[KeyPermissions]]] = {"binance": _binance_permissions}
 # Per exchange: the parameters that ask for one order's own trades
 ORDER_TRADES_PARAMS: dict[str, Callable[[str], dict[str, Any]]] = {"binance": lambda oid: {"orderId": oid}}
+# Exchanges whose trade ids are integers increasing per symbol, asked after with a cursor
+TRADE_ID_CURSORS = frozenset({"binance"})
+
+
+def trade_number(trade: VenueTrade) -> int:
+    """A trade id as the integer the cursor compares (MalformedAnswer if it is not one)."""
+    if not trade.id.isdigit() or len(trade.id) > 18:
+        raise MalformedAnswer(f"the exchange sent a trade id that is not a number: {trade.id[:20]!r}")
+    return int(trade.id)
 
 
 class LiveVenues:
@@ -124,6 +133,9 @@ class LiveVenues:
         client.number = str  # exact: the exchange's own number strings, never floats
         client.logger, client.verbose = _CCXT_LOGGER, False  # no request (and its key) in any log
         client.timeout = int(self.settings.live_request_timeout_seconds * 1000)
+        # reconciliation asks for every open order at once (Binance: one heavier request
+        # instead of one per symbol); ccxt refuses that unless told it is meant
+        client.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
         return LiveExchange(self, exchange_id, client)
 
     @asynccontextmanager
@@ -266,6 +278,47 @@ class LiveExchange:
         raw = await self._call(lambda: self._client.fetch_my_trades(symbol, None, None, params))
         return [parse_trade(t) for t in raw if params or str(t.get("order")) == exchange_order_id]
 
+
+    # --- reconciliation (trading/live/reconciliation.py) -------------------------------------------
+
+    async def open_orders(self) -> list[VenueOrder]:
+        """Every open order of the account, on every symbol, whoever placed it."""
+        await self._ensure_markets()
+        raw = await self._call(lambda: self._client.fetch_open_orders())
+        return [parse_order(o) for o in raw]
+
+    async def order_by_id(self, *, symbol: str, exchange_order_id: str) -> VenueOrder | None:
+        """An order by the exchange's own id (one found through its trades); None if unknown there."""
+        await self._ensure_markets()
+        try:
+            raw = await self._call(lambda: self._client.fetch_order(exchange_order_id, symbol))
+        except ExchangeBadRequest as exc:
+            if exc.code == "order_not_found":
+                return None
+            raise
+        return parse_order(raw)
+
+    async def trades_after(self, *, symbol: str, after_id: int | None, page: int = 1000) -> list[VenueTrade]:
+        """The account's trades of ``symbol`` with an id above ``after_id`` (all it keeps: None),
+        oldest first, page after page (Binance: ``myTrades?fromId``; its trade ids are integers
+        increasing per symbol)."""
+        if self.venue not in TRADE_ID_CURSORS:
+            raise ExchangeBadRequest(f"Reconciling trades is not available on {self.venue} yet.", venue=self.venue,
+                                     code="exchange_not_supported")
+        await self._ensure_markets()
+        out: list[VenueTrade] = []
+        while True:
+            params: dict[str, Any] = {} if after_id is None else {"fromId": after_id + 1}
+            raw = await self._call(lambda p=params: self._client.fetch_my_trades(symbol, None, page, p))  # type: ignore[misc]
+            batch = [parse_trade(t) for t in raw]
+            for trade in batch:
+                trade_id = trade_number(trade)
+                if after_id is not None and trade_id <= after_id:
+                    raise MalformedAnswer("the exchange sent a trade older than the one asked after", venue=self.venue)
+            out.extend(batch)
+            if len(batch) < page:
+                return sorted(out, key=trade_number)
+            after_id = max(trade_number(t) for t in batch)
 
     async def cancel_order(self, *, symbol: str, client_order_id: str) -> VenueOrder:
         """Cancel by our client id (``order_not_found`` if the exchange has nothing open by it)."""

@@ -18,8 +18,8 @@ When the answer is lost (a timeout, a dropped connection, a 5xx, an answer that 
 trusted) the order is **looked up by its client order id**, retried with doubling back-off
 because an exchange may report a fresh order missing for a while — and **never sent again**.
 If the lookups do not find it either, the order stays ``pending_new`` with its reservation
-(an ``outcome_unknown`` event says so) and the answer is 202: reconciliation, which is not
-in this slice, settles it. A rejection (insufficient funds, invalid order, a rate limit —
+(an ``outcome_unknown`` event says so) and the answer is 202: reconciliation
+(``reconciliation.py``) settles it. A rejection (insufficient funds, invalid order, a rate limit —
 Binance refuses those before acting) ends the order ``rejected`` and answers the error.
 
 Only ``market`` and ``limit`` orders without ``quote_quantity`` or ``post_only`` go to an
@@ -69,7 +69,7 @@ from tradepilot.trading.live.errors import (
 )
 from tradepilot.trading.live.exchange import LiveExchange
 from tradepilot.trading.models import TradingAccount
-from tradepilot.trading.order_models import Order, OrderStatus
+from tradepilot.trading.order_models import Order, OrderSource, OrderStatus
 from tradepilot.trading.order_schemas import OrderCreate
 from tradepilot.trading.orders import DuplicateClientOrderId, Prepared, order_not_found
 
@@ -334,6 +334,9 @@ class LivePlacement:
     async def cancel(self, row: Order) -> Order:
         """Cancel on the exchange first (by client id), then record it and release the reservation.
         An order the exchange already filled is recorded as filled instead (409 is for final orders)."""
+        if row.source == OrderSource.EXTERNAL:
+            raise Unprocessable("This order was placed outside TradePilot (source: external): TradePilot never "
+                                "cancels it. Cancel it where it was placed.", code="external_order")
         async with self.runtime.db.read() as session:
             account = await session.get(TradingAccount, row.account_id)
             if account is None:
