@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, Query, Response
+from sqlalchemy import select
 
 from tradepilot.core.deps import DbSession, RuntimeDep
 from tradepilot.core.errors import Unprocessable
@@ -42,13 +43,13 @@ from tradepilot.portfolio.manager import manager_of
 from tradepilot.portfolio.report import MEDIA_TYPES, ReportFormat, render
 from tradepilot.trading.deps import ReadUser
 from tradepilot.trading.models import TradingAccount
-from tradepilot.trading.order_models import Fill
+from tradepilot.trading.order_models import Fill, Order
 
 router = api_router(prefix="/api/analytics", tags=["analytics"])
 
 ZERO = Decimal(0)
 Period = Literal["1d", "7d", "30d", "90d", "ytd", "1y", "all"]
-MANUAL = "manual"  # orders placed by hand or through the API: no strategy places orders yet
+MANUAL = "manual"  # orders placed by hand or through the API; a live run's are grouped by strategy id
 _NOT_FOUND = {404: {"description": "No such account, or not yours (account_not_found)"}}
 
 
@@ -158,6 +159,14 @@ def _method(report: metrics.PerformanceReport) -> dict[str, Any]:
             "day": "UTC", "valuation": "daily closes (1d candles), today at the last price"}
 
 
+async def _strategies_of_orders(runtime: Any, accounts: list[TradingAccount]) -> dict[uuid.UUID, str]:
+    """Order id → the id of the strategy whose live run placed it (strategies/runs); others are manual."""
+    async with runtime.db.read() as session:
+        rows = await session.execute(select(Order.id, Order.strategy_id).where(
+            Order.account_id.in_([a.id for a in accounts]), Order.strategy_id.is_not(None)))
+        return {order_id: str(strategy_id) for order_id, strategy_id in rows}
+
+
 def _breakdown(fills: list[Fill], key: Any) -> list[dict[str, Any]]:
     groups: dict[str, list[Fill]] = defaultdict(list)
     for fill in fills:
@@ -214,6 +223,7 @@ async def performance(scope: ScopeDep, runtime: RuntimeDep) -> dict[str, Any]:
     series = everything if scope.window.start is None else everything.since(scope.window.start)
     fills = await AnalyticsData(runtime).fills(scope.accounts, scope.window)
     pnls = [p for p in (trade_pnl(f) for f in fills) if p is not None]
+    strategy_of = await _strategies_of_orders(runtime, scope.accounts)
     report = await _report(runtime, scope, series, trade_pnls=pnls)
     returns: dict[str, Any] = {}
     for name in PERIODS:
@@ -249,7 +259,7 @@ async def performance(scope: ScopeDep, runtime: RuntimeDep) -> dict[str, Any]:
             "payoff_ratio": trades.payoff_ratio, "best": trades.best, "worst": trades.worst,
             "definition": "a sell fill's realised P&L (average cost) net of its fee"},
         "by_symbol": _breakdown(fills, lambda f: f.symbol),
-        "by_strategy": _breakdown(fills, lambda f: MANUAL),
+        "by_strategy": _breakdown(fills, lambda f: strategy_of.get(f.order_id, MANUAL)),
         "intraday_return": _intraday_return(series, intraday),
         "intraday_curve": [{"at": at, "equity": e, "day_flows": f} for at, e, f in intraday],
         "equity_curve": [{"date": d, "equity": e, "net_flows": f, "cash": c, "positions_value": p}

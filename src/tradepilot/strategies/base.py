@@ -210,6 +210,14 @@ class EventStrategy(Strategy):
     def on_stop(self, ctx: StrategyContext) -> None:  # noqa: B027
         """After the last bar (or when a live run is stopped)."""
 
+    def state(self) -> dict[str, Any]:
+        """What a live run persists after each bar (JSON-able); handed to ``restore`` when the
+        run resumes after a restart or on another replica. Stateless strategies keep ``{}``."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``state`` returned (called after ``on_start`` when a live run resumes)."""
+
 
 class SignalAdapter(EventStrategy):
     """Runs a :class:`SignalStrategy` bar by bar: the event form of the same decisions.

@@ -26,10 +26,11 @@ from tradepilot.identity import models as _identity_models  # noqa: F401  (user_
 
 
 class StrategyStatus:
-    """A configuration's state. Only ``idle`` exists until live runs (issue 8, §5) add
-    ``running`` / ``stopped`` / ``error``; the column is there so they need no migration."""
+    """A configuration's state: ``idle`` until its first live run, then its latest run's
+    (``strategies/runs``: running, stopped, failed, suspended)."""
 
     IDLE = "idle"
+    RUNNING = "running"
 
 
 class BacktestStatus:

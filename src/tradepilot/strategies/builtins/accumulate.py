@@ -5,7 +5,7 @@ Both are event-driven: what they do next depends on which of their orders filled
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -61,6 +61,15 @@ class GridTrading(EventStrategy):
             if price < last:
                 self._buy(ctx, level)
 
+    def state(self) -> dict[str, Any]:
+        return {"budget": self.budget, "started": self.started,
+                "working": {str(oid): [side, level] for oid, (side, level) in self.working.items()}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """A resumed live run keeps its grid: the budget it started with, the orders it works."""
+        self.budget, self.started = float(state["budget"]), bool(state["started"])
+        self.working = {int(oid): (side, int(level)) for oid, (side, level) in state["working"].items()}
+
     def on_fill(self, ctx: StrategyContext, fill: FillEvent) -> None:
         side, level = self.working.get(fill.order_id, ("", -1))
         if side == "buy":
@@ -92,6 +101,14 @@ class DollarCostAveraging(EventStrategy):
         self.symbol = ctx.symbols[0]
         self.quantity = 0.0
         self.cost = 0.0
+        self.bars_seen = 0  # bars since the start: ``i`` in a backtest; a live run sees a sliding window
+
+    def state(self) -> dict[str, Any]:
+        return {"quantity": self.quantity, "cost": self.cost, "bars_seen": self.bars_seen}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.quantity, self.cost = float(state["quantity"]), float(state["cost"])
+        self.bars_seen = int(state["bars_seen"])
 
     def on_fill(self, ctx: StrategyContext, fill: FillEvent) -> None:
         if fill.side == "buy":
@@ -103,10 +120,11 @@ class DollarCostAveraging(EventStrategy):
     def on_bar(self, ctx: StrategyContext, i: int) -> None:
         p = self.params
         assert isinstance(p, DcaParams)
+        seen, self.bars_seen = self.bars_seen, self.bars_seen + 1
         if ctx.has_pending_market_order(self.symbol):
             return
         close = float(ctx.bars(self.symbol).close[i])
         if p.take_profit is not None and self.quantity > 0 and close * self.quantity >= self.cost * (1 + p.take_profit):
             ctx.submit(OrderRequest(self.symbol, "sell", tag="dca-take-profit"))
-        elif i % p.interval_bars == 0 and ctx.cash >= p.amount:
+        elif seen % p.interval_bars == 0 and ctx.cash >= p.amount:
             ctx.submit(OrderRequest(self.symbol, "buy", notional=p.amount, tag="dca-buy"))

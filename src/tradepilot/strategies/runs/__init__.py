@@ -1,0 +1,1 @@
+"""Live runs of strategy configurations (issue 8, §5): docs/strategies.md, "Live runs"."""
