@@ -91,7 +91,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:
-            error_log.exception("unhandled error")
+            route = getattr(scope.get("route"), "path", None)  # the template: errors group by it (ops/monitoring)
+            error_log.exception("unhandled error", extra={"method": scope.get("method"), "route": route})
             if scope["type"] != "http" or response_started:
                 raise
             status = 500

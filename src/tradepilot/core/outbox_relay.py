@@ -180,6 +180,7 @@ class OutboxRelay:
             for row in rows:
                 await self.runtime.bus.publish(row_to_event(row))
                 published.append(row.id)
+                self.runtime.metrics.outbox_events.labels(row.type).inc()
         finally:
             if published:
                 await self._mark_published(published)

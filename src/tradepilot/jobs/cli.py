@@ -25,7 +25,7 @@ def _worker(args: argparse.Namespace) -> int:
     from tradepilot.core.logging import configure_logging
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.log_file)
     asyncio.run(run_worker(concurrency=args.concurrency, handler_modules=args.imports))
     return 0
 

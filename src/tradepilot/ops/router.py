@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tradepilot import __version__
 from tradepilot.core.deps import RuntimeDep
 from tradepilot.core.errors import Unauthorized
+from tradepilot.core.metrics import exposed_registry
 from tradepilot.core.routing import api_router
 from tradepilot.identity.deps import OptionalUser
 
@@ -68,4 +69,4 @@ async def metrics(request: Request, runtime: RuntimeDep) -> Response:
         presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
             raise Unauthorized("Metrics token required.", code="metrics_token_required")
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(exposed_registry(runtime.metrics)), media_type=CONTENT_TYPE_LATEST)
