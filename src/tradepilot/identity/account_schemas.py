@@ -13,7 +13,7 @@ from tradepilot.core.schemas import Money, Schema
 Scope = Literal["read", "trade", "admin"]
 LimitName = Literal["requests_per_minute", "open_orders", "running_strategies", "alerts", "api_keys",
                     "ai_calls_per_day", "backtest_bars", "websocket_subscriptions", "trading_accounts",
-                    "concurrent_backtests"]
+                    "concurrent_backtests", "optimization_trials"]
 
 
 class RiskSettings(Schema):

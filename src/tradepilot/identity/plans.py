@@ -24,6 +24,7 @@ class PlanLimits:
     websocket_subscriptions: int
     trading_accounts: int  # open (not closed) trading accounts, the default paper account included
     concurrent_backtests: int = 2  # backtests queued or running at once (strategies/engine.py)
+    optimization_trials: int = 200  # trials of one optimisation, all windows together (strategies/optimize/)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -32,13 +33,14 @@ class PlanLimits:
 PLANS: dict[str, PlanLimits] = {
     "free": PlanLimits(requests_per_minute=120, open_orders=50, running_strategies=2, alerts=20, api_keys=3,
                        ai_calls_per_day=50, backtest_bars=500_000, websocket_subscriptions=50,
-                       trading_accounts=3, concurrent_backtests=2),
+                       trading_accounts=3, concurrent_backtests=2, optimization_trials=200),
     "pro": PlanLimits(requests_per_minute=600, open_orders=500, running_strategies=10, alerts=200, api_keys=10,
                       ai_calls_per_day=1_000, backtest_bars=5_000_000, websocket_subscriptions=500,
-                      trading_accounts=10, concurrent_backtests=5),
+                      trading_accounts=10, concurrent_backtests=5, optimization_trials=2_000),
     "enterprise": PlanLimits(requests_per_minute=3_000, open_orders=5_000, running_strategies=50, alerts=2_000,
                              api_keys=50, ai_calls_per_day=20_000, backtest_bars=50_000_000,
-                             websocket_subscriptions=5_000, trading_accounts=50, concurrent_backtests=20),
+                             websocket_subscriptions=5_000, trading_accounts=50, concurrent_backtests=20,
+                             optimization_trials=20_000),
 }
 
 LIMIT_NAMES = tuple(f.name for f in fields(PlanLimits))
