@@ -1,0 +1,114 @@
+"""Request and response bodies of /api/ai (docs/ai.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from tradepilot.core.schemas import Schema
+from tradepilot.market.schemas import Timeframe
+
+
+class ModelOut(Schema):
+    name: str
+    task: str
+    kind: str
+    status: str
+    classes: list[str]
+    trained_on: str | None
+    scores: dict[str, Any]
+    baselines: dict[str, Any]
+    parameters: dict[str, Any] | None = None
+
+
+class ModelList(Schema):
+    items: list[ModelOut]
+
+
+class AnalyzeMarket(Schema):
+    symbols: list[str] = Field(min_length=1, max_length=10, description="e.g. ['BTC/USDT', 'ETH-USDT']")
+    timeframe: Timeframe = "1h"
+    bars: int = Field(default=1000, ge=200, le=5000, description="history analysed, newest bars")
+
+
+class LevelOut(Schema):
+    price: float
+    touches: int
+    last_touch: str  # the bar's open time, RFC 3339
+
+
+class MarketAnalysis(Schema):
+    symbol: str
+    timeframe: str
+    as_of: str  # the last bar's open time
+    bars: int
+    last_price: float
+    trend: dict[str, Any]
+    regime: dict[str, Any] | None
+    momentum: dict[str, Any]
+    volatility: dict[str, Any]
+    support: list[LevelOut]
+    resistance: list[LevelOut]
+    patterns: list[dict[str, Any]]
+    candlesticks: list[dict[str, Any]]
+    summary: str
+    summary_source: str  # "template" (an LLM when the operator configures one: not built yet)
+
+
+class MarketAnalysisList(Schema):
+    items: list[MarketAnalysis]
+
+
+class TextIn(Schema):
+    text: str = Field(min_length=1, max_length=2000)
+    symbols: list[str] = Field(default_factory=list, max_length=5, description="besides the text's cashtags")
+    published_at: datetime | None = Field(default=None, description="default: now")
+    source: str = Field(default="user", min_length=1, max_length=64, pattern=r"^[\w.:/-]+$")
+
+
+class SentimentIngest(Schema):
+    texts: list[TextIn] = Field(min_length=1, max_length=100)
+
+
+class SentimentReadingOut(Schema):
+    text: str
+    symbols: list[str]
+    label: str
+    score: float
+    probabilities: dict[str, float]
+    duplicate: bool
+
+
+class SentimentIngested(Schema):
+    model: str
+    items: list[SentimentReadingOut]
+
+
+class SentimentPeriod(Schema):
+    period_start: datetime
+    texts: int
+    score: float
+    label: str
+    bearish: int
+    neutral: int
+    bullish: int
+
+
+class SentimentSummary(Schema):
+    texts: int
+    score: float
+    label: str
+    bearish: int
+    neutral: int
+    bullish: int
+
+
+class SentimentHistory(Schema):
+    symbol: str | None
+    interval: str
+    start: datetime
+    end: datetime
+    overall: SentimentSummary
+    items: list[SentimentPeriod]
