@@ -114,7 +114,7 @@ async def test_settings_round_trip(client: httpx.AsyncClient) -> None:
     _, tokens = await new_user(client)
     default = (await client.get(f"{NOTIFICATIONS}/settings", headers=bearer(tokens))).json()
     assert default["channels"]["alerts"] == ["in_app", "email"] and default["quiet_hours"] is None
-    assert default["timezone"] == "UTC" and default["available_channels"] == ["in_app", "email"]
+    assert default["timezone"] == "UTC" and default["available_channels"] == ["in_app", "email", "telegram", "discord", "slack", "webpush"]
     changed = await client.put(f"{NOTIFICATIONS}/settings", headers=bearer(tokens), json={
         "channels": {"fills": ["in_app", "email"], "orders": []}, "quiet_hours": {"start": "22:00", "end": "07:00"}})
     assert changed.status_code == 200, changed.text
@@ -190,3 +190,13 @@ async def test_quiet_hours_hold_then_one_digest(client: httpx.AsyncClient, runti
     assert len(merged) == 2 and {str(n.digest_id) for n in merged} == {digest[0]["id"]}
     assert [(str(d.notification_id), d.channel) for d in deliveries] == [(digest[0]["id"], "email")]
     assert deliveries[0].job_id in {job.id for job in jobs}  # the digest went out as one email job
+
+
+async def test_telegram_is_off_without_a_bot(client: httpx.AsyncClient) -> None:
+    _, tokens = await new_user(client)
+    link = await client.post(f"{NOTIFICATIONS}/channels/telegram/link", headers=bearer(tokens))
+    assert link.status_code == 409 and link.json()["code"] == "telegram_not_configured"
+    update = {"update_id": 1, "message": {"message_id": 1, "text": "/balance", "chat": {"id": 1, "type": "private"}}}
+    hook = await client.post(f"{NOTIFICATIONS}/telegram/webhook", json=update,
+                             headers={"X-Telegram-Bot-Api-Secret-Token": ""})
+    assert hook.status_code == 404

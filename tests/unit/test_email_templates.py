@@ -25,8 +25,14 @@ CONTEXTS = {
     "notification": {"name": "Ada", "title": "While quiet hours were on: 2 notifications", "category": "digest",
                      "body": "- 2026-01-01 23:00 UTC [fills] Bought", "notification_id": "77aa",
                      "occurred_at": "2026-01-02T07:00:00Z"},
+    "performance_report": {"name": "Ada", "title": "Weekly performance report: 2026-11-16 – 2026-11-22",
+                           "category": "weekly_report", "notification_id": "4c4d",
+                           "data": {"currency": "USDT", "equity_start": "10000", "equity_end": "10250.5",
+                                    "pnl": "150.5", "net_flows": "100", "return_percent": "1.5",
+                                    "max_drawdown_percent": "0.8", "realised_pnl": "120", "trades": 7,
+                                    "fees": "3.25", "report_path": "/api/analytics/report?period=7d"}},
 }
-SWITCHES = {"state", "category"}  # chooses the wording, is not printed itself
+SWITCHES = {"state", "category", "data"}  # choose the wording (data: checked below), not printed as such
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
@@ -82,3 +88,15 @@ def test_every_template_in_the_folder_has_its_three_parts() -> None:
     for name in names:
         for suffix in (".subject.txt", ".txt", ".html"):
             assert (TEMPLATES_DIR / f"{name}{suffix}").is_file(), f"{name}{suffix} is missing"
+
+
+def test_the_performance_report_shows_every_figure_and_skips_missing_ratios() -> None:
+    context = CONTEXTS["performance_report"]
+    renderer = EmailRenderer(globals_={"public_url": "https://tp.example"})
+    rendered = renderer.render("performance_report", context)
+    for key, value in context["data"].items():  # type: ignore[union-attr]
+        assert str(value) in rendered.text and str(value) in rendered.html, key
+    assert "https://tp.example/api/analytics/report?period=7d" in rendered.text
+    bare = renderer.render("performance_report", {**context, "data": {
+        **context["data"], "return_percent": None, "max_drawdown_percent": None}})  # type: ignore[dict-item]
+    assert "Return" not in bare.text and "drawdown" not in bare.text and "None" not in bare.html

@@ -39,9 +39,9 @@ def build_message(settings: Settings, payload: dict[str, Any], *, message_id: st
     return message
 
 
-def _message_id(settings: Settings, job_id: uuid.UUID) -> str:
+def _message_id(settings: Settings, job_id: uuid.UUID, key: str | None = None) -> str:
     domain = parseaddr(settings.email_from)[1].rpartition("@")[2] or "tradepilot.local"
-    return f"<{job_id}@{domain}>"
+    return f"<{key or job_id}@{domain}>"
 
 
 async def _send_smtp(settings: Settings, message: EmailMessage, recipients: list[str]) -> None:
@@ -80,7 +80,7 @@ def write_outbox(directory: Path, job_id: uuid.UUID, message: EmailMessage) -> P
 async def send_email(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     settings = ctx.runtime.settings
     recipients: list[str] = list(payload["to"])
-    message_id = _message_id(settings, ctx.job_id)
+    message_id = _message_id(settings, ctx.job_id, payload.get("message_key"))
     message = build_message(settings, payload, message_id=message_id, date=ctx.runtime.clock.now())
     if settings.smtp_host:
         await _send_smtp(settings, message, recipients)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATES = ("welcome", "verify_email", "password_reset", "security_alert", "two_factor_code", "account_deletion",
-             "trade_notification", "alert_triggered", "notification")
+             "trade_notification", "alert_triggered", "notification", "performance_report")
 SEND_KIND = "email.send"
 APP_NAME = "TradePilot"
 
@@ -94,11 +94,19 @@ class EmailService:
         self.renderer = renderer or EmailRenderer(globals_={"public_url": public_url})
 
     async def send(self, session: AsyncSession, *, to: str | Sequence[str], template: str,
-                   context: Mapping[str, Any], user_id: uuid.UUID | None = None) -> Job:
-        """Render ``template`` and enqueue its delivery; commits with the caller's transaction."""
+                   context: Mapping[str, Any], user_id: uuid.UUID | None = None,
+                   message_key: str | None = None) -> Job:
+        """Render ``template`` and enqueue its delivery; commits with the caller's transaction.
+
+        ``message_key``: the Message-ID's local part (default: the job id), e.g. a notification's id,
+        so that a message sent twice after a crash carries the same id."""
         recipients = normalise_recipients(to)
         rendered = self.renderer.render(template, context)
         payload = {"to": recipients, "template": template, "subject": rendered.subject,
                    "text": rendered.text, "html": rendered.html}
+        if message_key is not None:
+            if not message_key.replace("-", "").isalnum():
+                raise ValueError("message_key: letters, digits and '-' only")
+            payload["message_key"] = message_key
         jobs = self.runtime.services["jobs"]
         return await jobs.enqueue(session, kind=SEND_KIND, payload=payload, user_id=user_id, max_attempts=8)  # type: ignore[no-any-return]

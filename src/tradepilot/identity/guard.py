@@ -40,6 +40,7 @@ from tradepilot.identity.guard_models import KnownLoginAddress, LoginFailureCoun
 from tradepilot.identity.models import User
 from tradepilot.identity.ratelimit import RateLimiter, address_key, ip_failure_limits
 from tradepilot.identity.security_events import SecurityEventKind, record_security_event
+from tradepilot.identity.security_notice import emit_security_alert
 from tradepilot.runtime import Runtime
 
 KNOWN = "known"
@@ -164,6 +165,7 @@ class LoginGuard:
                    "occurred_at": now.strftime("%Y-%m-%d %H:%M UTC")}
         if user.display_name:
             context["name"] = user.display_name
+        await emit_security_alert(session, user_id=user.id, event=NEW_ADDRESS_EVENT, ip=ip, now=now)
         await self.runtime.services["email"].send(session, to=user.email, template="security_alert",
                                                   context=context, user_id=user.id)
 

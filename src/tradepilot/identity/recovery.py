@@ -21,6 +21,7 @@ from tradepilot.identity.models import OneTimeToken, User, UserSession
 from tradepilot.identity.passwords import PasswordPolicyError, check_policy
 from tradepilot.identity.principal import AuthUser
 from tradepilot.identity.security_events import SecurityEventKind, record_security_event
+from tradepilot.identity.security_notice import emit_security_alert
 from tradepilot.identity.service import IdentityService, normalise_email
 from tradepilot.jobs.registry import JobContext, job_handler
 
@@ -182,6 +183,7 @@ async def verify_email(identity: IdentityService, session: AsyncSession, *, toke
 
 
 async def _alert(identity: IdentityService, session: AsyncSession, user: User, event: str, ip: str | None) -> None:
+    await emit_security_alert(session, user_id=user.id, event=event, ip=ip, now=identity.clock.now())
     await identity.runtime.services["email"].send(
         session, to=user.email, template="security_alert", user_id=user.id,
         context={"name": user.display_name, "event": event, "ip": ip,

@@ -33,6 +33,7 @@ from tradepilot.core.secrets_box import SecretBox, SecretUnreadable, secret_box
 from tradepilot.identity.models import User
 from tradepilot.identity.principal import AuthUser
 from tradepilot.identity.security_events import SecurityEventKind, record_security_event
+from tradepilot.identity.security_notice import emit_security_alert
 from tradepilot.identity.service import INVALID_CREDENTIALS, IdentityService, normalise_email
 from tradepilot.identity.twofactor_models import EmailCode, RecoveryCode
 from tradepilot.identity.twofactor_schemas import Enrolment, TwoFactorStatus
@@ -396,6 +397,7 @@ class SecondFactor:
         return expires_at
 
     async def _alert(self, session: AsyncSession, user: User, event: str, ip: str | None) -> None:
+        await emit_security_alert(session, user_id=user.id, event=event, ip=ip, now=self.clock.now())
         await self.runtime.services["email"].send(
             session, to=user.email, template="security_alert", user_id=user.id,
             context={"name": user.display_name, "event": event, "ip": ip,

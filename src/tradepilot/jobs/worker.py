@@ -30,6 +30,7 @@ from tradepilot.jobs.registry import (
     JobContext,
     JobLost,
     PermanentJobError,
+    RetryLater,
     get_handler,
 )
 from tradepilot.jobs.service import backoff_seconds, erased_payload, safe_error
@@ -182,6 +183,9 @@ class JobExecutor:
             logger.warning("job was taken over by another worker", extra=_log_extra(claim))
         elif isinstance(error, JobCancelled):
             await self._finish(claim, JobStatus.CANCELLED)
+        elif isinstance(error, RetryLater):
+            await self._fail(claim, safe_error(error), permanent=False, delay=error.delay_seconds,
+                             counts=error.counts)
         elif isinstance(error, PermanentJobError):
             logger.warning("job failed permanently: %s", safe_error(error), extra=_log_extra(claim))
             await self._fail(claim, safe_error(error), permanent=True)
@@ -266,13 +270,18 @@ class JobExecutor:
         self._count(claim, status)
         logger.info("job %s", status, extra=_log_extra(claim))
 
-    async def _fail(self, claim: _Claim, error: str, *, permanent: bool) -> None:
+    async def _fail(self, claim: _Claim, error: str, *, permanent: bool, delay: float | None = None,
+                    counts: bool = True) -> None:
+        """Retry after the back-off (or at least ``delay``), or dead-letter; ``counts=False`` gives
+        the attempt back (a handler that chose to wait)."""
         now = self.runtime.clock.now()
         async with self.runtime.db.transaction() as session:
             job = await self._locked(session, claim)
             if job is None:
                 logger.warning("job failure discarded: ownership lost", extra=_log_extra(claim))
                 return
+            if not counts:
+                job.attempts -= 1
             if job.cancel_requested:
                 status = JobStatus.CANCELLED
                 _make_final(job, status, now=now, error=error)
@@ -281,9 +290,10 @@ class JobExecutor:
                 _make_final(job, status, now=now, error=error)
             else:
                 status = JobStatus.QUEUED
-                delay = backoff_seconds(job.attempts, base=self.config.backoff_base_seconds,
-                                        cap=self.config.backoff_max_seconds)
-                job.status, job.error, job.run_after = status, error, now + timedelta(seconds=delay)
+                wait = backoff_seconds(job.attempts, base=self.config.backoff_base_seconds,
+                                       cap=self.config.backoff_max_seconds) if counts else 0.0
+                wait = max(wait, delay or 0.0)
+                job.status, job.error, job.run_after = status, error, now + timedelta(seconds=wait)
                 job.heartbeat_at = job.dispatched_at = None
         if status == JobStatus.QUEUED:
             self._on_requeue()

@@ -2,10 +2,9 @@
 
 A channel turns one notification into one delivery job, enqueued in the caller's transaction
 (so it exists exactly when the notification does) and retried by the job system. Email is
-the channel of this release; Telegram, Discord, Slack and Web Push plug in by implementing
-:class:`NotificationChannel` and registering an instance under their name in
-``NotificationService.channels`` (their settings value, e.g. ``"telegram"``, added to
-``constants.CHANNELS``). Outbound calls to user-supplied hosts go through ``core/outbound.py``.
+here; Telegram, Discord, Slack and Web Push are ``delivery.TargetedChannel`` instances (their
+job is ``notifications.deliver``). Outbound calls to user-supplied hosts go through
+``core/outbound.py``.
 """
 
 from __future__ import annotations
@@ -34,12 +33,15 @@ class Recipient:
 class NotificationChannel(Protocol):
     name: str
 
-    async def deliver(self, session: AsyncSession, notification: Notification, recipient: Recipient) -> uuid.UUID:
-        """Enqueue the delivery of ``notification`` in the caller's transaction; the job's id."""
+    async def deliver(self, session: AsyncSession, notification: Notification,
+                      recipient: Recipient) -> uuid.UUID | None:
+        """Enqueue the delivery of ``notification`` in the caller's transaction; the job's id
+        (None when the user has no destination on this channel)."""
         ...
 
 
-TEMPLATE_BY_CATEGORY = {c.FILLS: "trade_notification", c.ORDERS: "trade_notification", c.ALERTS: "alert_triggered"}
+TEMPLATE_BY_CATEGORY = {c.FILLS: "trade_notification", c.ORDERS: "trade_notification", c.ALERTS: "alert_triggered",
+                        c.DAILY_REPORT: "performance_report", c.WEEKLY_REPORT: "performance_report"}
 GENERIC_TEMPLATE = "notification"
 
 
@@ -55,7 +57,8 @@ class EmailChannel:
         template = TEMPLATE_BY_CATEGORY.get(notification.category, GENERIC_TEMPLATE)
         context = {"name": recipient.name, "title": notification.title, "body": notification.body,
                    "category": notification.category, "notification_id": str(notification.id),
-                   "occurred_at": notification.created_at.isoformat()}
+                   "occurred_at": notification.created_at.isoformat(), "data": dict(notification.data or {})}
         job = await self.runtime.services["email"].send(session, to=recipient.email, template=template,
-                                                        context=context, user_id=recipient.user_id)
+                                                        context=context, user_id=recipient.user_id,
+                                                        message_key=f"notification-{notification.id}")
         return job.id  # type: ignore[no-any-return]

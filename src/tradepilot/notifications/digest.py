@@ -20,6 +20,7 @@ from tradepilot.jobs.registry import JobContext, job_handler
 from tradepilot.jobs.scheduler import schedule
 from tradepilot.notifications import constants as c
 from tradepilot.notifications.models import Notification
+from tradepilot.notifications.pause import wait_out_maintenance
 from tradepilot.notifications.service import notifications_of
 from tradepilot.notifications.settings import load_preferences
 
@@ -87,4 +88,5 @@ def digest_body(rows: list[Notification]) -> str:
 
 @job_handler(RELEASE_JOB, timeout_seconds=300)
 async def release_digests(ctx: JobContext, payload: dict[str, Any]) -> dict[str, int]:
+    await wait_out_maintenance(ctx.runtime)
     return {"digests": await release_due_digests(ctx.runtime)}

@@ -12,10 +12,11 @@ from tradepilot.core.schemas import Schema
 from tradepilot.notifications import constants as c
 from tradepilot.notifications.quiet_hours import parse_hhmm
 
-Category = Literal["fills", "orders", "alerts", "strategies", "security", "reports", "notes", "announcements",
-                   "digest"]
-ConfigurableCategory = Literal["fills", "orders", "alerts", "strategies", "security", "reports"]
-Channel = Literal["in_app", "email"]
+Category = Literal["fills", "orders", "alerts", "strategies", "security", "reports", "daily_report",
+                   "weekly_report", "notes", "announcements", "digest"]
+ConfigurableCategory = Literal["fills", "orders", "alerts", "strategies", "security", "reports", "daily_report",
+                               "weekly_report"]
+Channel = Literal["in_app", "email", "telegram", "discord", "slack", "webpush"]
 
 
 class NotificationOut(Schema):

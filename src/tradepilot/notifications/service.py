@@ -21,6 +21,7 @@ from tradepilot.core.pagination import time_keyset_page
 from tradepilot.identity.models import User
 from tradepilot.notifications import constants as c
 from tradepilot.notifications.channels import EmailChannel, NotificationChannel, Recipient
+from tradepilot.notifications.delivery import TargetedChannel
 from tradepilot.notifications.models import Notification, NotificationDelivery
 from tradepilot.notifications.settings import Preferences, load_preferences
 from tradepilot.notifications.sources import Draft
@@ -46,6 +47,7 @@ class NotificationService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.channels: dict[str, NotificationChannel] = {c.EMAIL: EmailChannel(runtime)}
+        self.channels.update({name: TargetedChannel(runtime, name) for name in c.TARGETED})
 
     # -- making ----------------------------------------------------------------------------
 
@@ -82,6 +84,8 @@ class NotificationService:
             if channel is None:
                 continue
             job_id = await channel.deliver(session, row, recipient)
+            if job_id is None:
+                continue  # no destination on this channel
             session.add(NotificationDelivery(notification_id=row.id, channel=name, job_id=job_id, created_at=now))
 
     async def broadcast(self, session: AsyncSession, *, draft: Draft, now: datetime) -> int:

@@ -2,8 +2,10 @@
 
 A domain makes its events notify by emitting them on the user's topic with a type this module
 maps: trading's ``fill.created`` and final ``order.updated``, the alert engine's
-``alert.triggered``, and by prefix ``strategy.*``, ``security.*`` and ``report.*`` (those carry
-``title`` and ``body`` in their payload). Everything else is ignored.
+``alert.triggered``, the live strategy runs' ``strategy_run.started|stopped|failed`` (a crash
+must reach the owner; a run's orders notify as orders and fills), and by prefix ``strategy.*``,
+``security.*`` and ``report.*`` (those carry ``title`` and ``body`` in their payload).
+Everything else is ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ FILL_CREATED = "fill.created"
 ORDER_UPDATED = "order.updated"
 ALERT_TRIGGERED = "alert.triggered"
 PREFIXES = {"strategy.": c.STRATEGIES, "security.": c.SECURITY, "report.": c.REPORTS}
-EXACT_TYPES = (FILL_CREATED, ORDER_UPDATED, ALERT_TRIGGERED)
+RUN_STARTED, RUN_STOPPED, RUN_FAILED = "strategy_run.started", "strategy_run.stopped", "strategy_run.failed"
+RUN_TYPES = (RUN_STARTED, RUN_STOPPED, RUN_FAILED)
+EXACT_TYPES = (FILL_CREATED, ORDER_UPDATED, ALERT_TRIGGERED, *RUN_TYPES)
 NOTIFIED_ORDER_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 
 
@@ -45,6 +49,8 @@ def draft_for(event: Event) -> Draft | None:
         return _order(payload.get("order") or {})
     if event.type == ALERT_TRIGGERED:
         return _alert(payload)
+    if event.type in RUN_TYPES:
+        return _run(event.type, payload.get("run") or {})
     for prefix, category in PREFIXES.items():
         if event.type.startswith(prefix):
             title = str(payload.get("title") or event.type)
@@ -86,3 +92,22 @@ def _alert(payload: dict[str, Any]) -> Draft | None:
         body += f"\n\nYour note: {alert['message']}"
     return Draft(c.ALERTS, title, body[:4000], {"alert_id": alert["id"], "trigger_id": payload.get("trigger_id"),
                                                 "kind": alert.get("kind"), "value": payload.get("value")})
+
+
+def _run(type_: str, run: dict[str, Any]) -> Draft | None:
+    if not run.get("id"):
+        return None
+    what = f"{run.get('strategy')} on {', '.join(run.get('symbols') or [])}"
+    if type_ == RUN_FAILED:
+        title = f"Strategy failed: {what}"
+        body = f"Your strategy {what} stopped after an error: {run.get('error') or 'unknown error'}."
+    elif type_ == RUN_STOPPED:
+        title = f"Strategy stopped: {what}"
+        body = f"Your strategy {what} stopped ({run.get('stop_reason') or 'stopped'})."
+    else:
+        title = f"Strategy started: {what}"
+        body = f"Your strategy {what} is running live."
+    body += f" Orders placed: {run.get('orders_placed') or 0}, rejected: {run.get('orders_rejected') or 0}."
+    return Draft(c.STRATEGIES, title[:200], body[:4000], {
+        "run_id": run["id"], "strategy_id": run.get("strategy_id"), "account_id": run.get("account_id"),
+        "status": run.get("status"), "event_type": type_})

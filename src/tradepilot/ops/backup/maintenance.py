@@ -58,6 +58,8 @@ class Maintenance:
         self.runtime = runtime
         self._local: MaintenanceState | None = None  # set by this process: effective at once
         self._stopped_matching = False
+        self._stopped_alerts = False
+        self._stopped_notifications = False
 
     @property
     def _file(self) -> Path:
@@ -106,13 +108,16 @@ class Maintenance:
             await self.resume_local_writers()
 
     async def pause_local_writers(self) -> None:
-        """Stop this process's matching owner (it writes fills from the market, not from requests)."""
+        """Stop this process's writers that no request drives: the matching owner (fills from the
+        market), the alert engine (triggers from trades) and the notification consumer (and the
+        Telegram poller). Notification delivery jobs wait by themselves (``notifications.pause``)."""
         from tradepilot.trading.matching_owner import SERVICE_KEY as MATCHING
         from tradepilot.trading.matching_owner import stop_matching
 
         if self.runtime.services.get(MATCHING) is not None:
             await stop_matching(self.runtime)
             self._stopped_matching = True
+        await self._pause_notifications()
 
     async def resume_local_writers(self) -> None:
         from tradepilot.trading.matching_owner import start_matching
@@ -120,6 +125,29 @@ class Maintenance:
         if self._stopped_matching:
             self._stopped_matching = False
             await start_matching(self.runtime)
+        await self._resume_notifications()
+
+    async def _pause_notifications(self) -> None:
+        from tradepilot.alerts.constants import ENGINE_KEY
+        from tradepilot.alerts.engine import stop_alert_engine
+        from tradepilot.notifications.setup import pause_notifications
+
+        if self.runtime.services.get(ENGINE_KEY) is not None:
+            await stop_alert_engine(self.runtime)
+            self._stopped_alerts = True
+        if await pause_notifications(self.runtime):
+            self._stopped_notifications = True
+
+    async def _resume_notifications(self) -> None:
+        from tradepilot.alerts.engine import start_alert_engine
+        from tradepilot.notifications.setup import resume_notifications
+
+        if self._stopped_notifications:
+            self._stopped_notifications = False
+            await resume_notifications(self.runtime)
+        if self._stopped_alerts:  # after the consumer: the triggers it writes become notifications
+            self._stopped_alerts = False
+            await start_alert_engine(self.runtime)
 
     # -- the shared flag -------------------------------------------------------------------
 
