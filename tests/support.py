@@ -54,6 +54,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # seq): the notification and alert tests opt in
         notifications_consumer_enabled=False,
         backup_schedule_enabled=False,  # a test clock passing 03:17 UTC must not start a full backup
+        live_reconcile_enabled=False,  # no background exchange reads: the reconciliation tests opt in
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

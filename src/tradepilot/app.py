@@ -70,15 +70,22 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.jobs.router import router as jobs_router
     from tradepilot.market.router import router as market_router
     from tradepilot.notifications.router import router as notifications_router
+    from tradepilot.notifications.channels_router import router as notification_channels_router
     from tradepilot.identity.reauth_router import router as reauth_router
     from tradepilot.ops.backup.export_router import router as export_router
     from tradepilot.ops.backup.router import router as backup_router
+    from tradepilot.ops.config.router import router as config_router
+    from tradepilot.ops.monitoring.router import router as monitoring_router
+    from tradepilot.ops.monitoring.router import system_router as monitoring_system_router
     from tradepilot.ops.router import router as ops_router
     from tradepilot.portfolio.router import router as portfolio_manager_router
     from tradepilot.portfolio.analytics_router import router as analytics_router
     from tradepilot.streaming.router import router as streaming_router
+    from tradepilot.strategies.optimize.router import router as strategy_optimize_router
+    from tradepilot.ai.router import router as ai_router
     from tradepilot.strategies.router import ai_router as strategies_ai_router
     from tradepilot.strategies.router import router as strategies_router
+    from tradepilot.strategies.runs.router import router as strategy_runs_router
     from tradepilot.trading.admin_router import router as trading_admin_router
     from tradepilot.trading.portfolio_router import router as portfolio_router
     from tradepilot.trading.positions_router import router as positions_router
@@ -86,6 +93,7 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.trading.order_actions_router import router as order_actions_router
     from tradepilot.trading.order_router import router as orders_router
     from tradepilot.trading.router import router as trading_router
+    from tradepilot.trading.live.reconciliation_router import router as reconciliation_router
 
     app.include_router(ops_router)
     app.include_router(identity_router)
@@ -99,6 +107,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(market_router)
     app.include_router(streaming_router)
     app.include_router(trading_router)
+    app.include_router(reconciliation_router)
     app.include_router(order_actions_router)  # before orders_router: /orders/bulk is not an order id
     app.include_router(orders_router)
     app.include_router(positions_router)
@@ -110,10 +119,17 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(reauth_router)
     app.include_router(export_router)
     app.include_router(backup_router)
+    app.include_router(monitoring_system_router)
+    app.include_router(config_router)
+    app.include_router(monitoring_router)
+    app.include_router(notification_channels_router)  # before /{notification_id} routes: /channels, /devices
     app.include_router(notifications_router)
     app.include_router(alerts_router)
+    app.include_router(strategy_runs_router)  # before strategies_router: /runs is not a strategy id
     app.include_router(strategies_router)
+    app.include_router(strategy_optimize_router)
     app.include_router(strategies_ai_router)
+    app.include_router(ai_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
@@ -126,11 +142,16 @@ async def start_runtime(runtime: Runtime) -> None:
     from tradepilot.portfolio.setup import start_portfolio
     from tradepilot.streaming.setup import start_streaming
     from tradepilot.trading.matching_owner import start_matching
+    from tradepilot.trading.live.reconciliation_owner import start_reconciliation
     from tradepilot.trading.setup import start_trading
     from tradepilot.alerts.engine import start_alert_engine
+    from tradepilot.strategies.runs.supervisor import start_strategy_runs
     from tradepilot.notifications.setup import start_notifications
+    from tradepilot.ops.config.manager import start_config
+    from tradepilot.ops.monitoring.system import start_monitoring
 
     await runtime.bus.start()
+    await start_config(runtime)  # first: runtime overrides of settings apply before anything uses them
     await start_identity(runtime)
     await start_trading(runtime)  # after identity: it adds a registration hook
     await start_streaming(runtime)
@@ -138,10 +159,13 @@ async def start_runtime(runtime: Runtime) -> None:
     await start_jobs(runtime)
     await start_market(runtime)
     await start_matching(runtime)  # after the market: it matches against its books and trades
+    await start_reconciliation(runtime)  # after the order service: live accounts' reconcilers record through it
     await start_portfolio(runtime)  # after jobs: records equity where jobs run
     await start_backup(runtime)  # after matching: maintenance mode stops and restarts it
     await start_notifications(runtime)  # after jobs and the outbox: it reads the outbox, enqueues emails
     await start_alert_engine(runtime)  # after the market: it evaluates its trades
+    await start_strategy_runs(runtime)  # after the market and matching: runs trade on them
+    await start_monitoring(runtime)  # last: it watches the market's trades and every component
 
 
 async def stop_runtime(runtime: Runtime) -> None:
@@ -152,17 +176,23 @@ async def stop_runtime(runtime: Runtime) -> None:
     from tradepilot.portfolio.setup import stop_portfolio
     from tradepilot.streaming.setup import stop_streaming
     from tradepilot.trading.matching_owner import stop_matching
+    from tradepilot.trading.live.reconciliation_owner import stop_reconciliation
     from tradepilot.alerts.engine import stop_alert_engine
+    from tradepilot.strategies.runs.supervisor import stop_strategy_runs
     from tradepilot.notifications.setup import stop_notifications
+    from tradepilot.ops.monitoring.system import stop_monitoring
 
+    await stop_strategy_runs(runtime)  # first: no strategy places an order while the rest stops
     await stop_alert_engine(runtime)
     await stop_notifications(runtime)
     await stop_portfolio(runtime)
+    await stop_reconciliation(runtime)  # its leases go before the lease managers close
     await stop_matching(runtime)  # first: it releases its lease and stops reading the market
     await stop_market(runtime)  # first: it flushes candles and releases its lease
     await stop_streaming(runtime)
     await stop_jobs(runtime)
     await stop_outbox(runtime)
+    await stop_monitoring(runtime)  # persists error counts and ends this replica's uptime segment
     await runtime.bus.stop()
     await close_lease_managers(runtime)  # last: every lease user has stopped
     if runtime.redis is not None:

@@ -42,17 +42,14 @@ def _migrate(args: argparse.Namespace) -> int:
 
 @command("serve", "run the HTTP API", lambda p: p.add_argument("--reload", action="store_true"))
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from tradepilot.app import create_app
     from tradepilot.core.logging import configure_logging
+    from tradepilot.ops.monitoring.restart import serve
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.log_file)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, proxy_headers=False,
-                ws_ping_interval=20)
-    return 0
+    return serve(app, settings)  # RESTART_EXIT_CODE (75) after POST /api/system/restart
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
@@ -134,3 +131,4 @@ def _load_plugin_commands() -> None:
     import tradepilot.ops.backup.cli  # noqa: F401
     import tradepilot.strategies.cli  # noqa: F401  (`backtest`)
     import tradepilot.ai.cli  # noqa: F401  (`ai`)
+    import tradepilot.strategies.optimize.cli  # noqa: F401  (`optimize`)

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    log_file: Path | None = None  # also write JSON lines here (rotated); GET /api/system/logs reads it
 
     database_url: str = "sqlite+aiosqlite:///./tradepilot.db"
     database_echo: bool = False
@@ -98,6 +99,10 @@ class Settings(BaseSettings):
     jobs_schedule_retention_days: int = Field(7, ge=1)
     jobs_retention_days: int = Field(30, ge=1)
     lease_ttl_seconds: float = Field(15.0, gt=0)
+    # Strategy optimisation (strategies/optimize/): worker processes per optimisation job (0: one
+    # per CPU core), and with PostgreSQL how many jobs share each window's study (1: its own only).
+    optimize_workers: int = Field(0, ge=0, le=256)
+    optimize_shards: int = Field(1, ge=1, le=64)
 
     # Rate limits (identity.ratelimit): per user (plan's requests_per_minute) or per client IP
     # when anonymous, per endpoint class; Redis-backed when REDIS_URL is set.
@@ -169,6 +174,11 @@ class Settings(BaseSettings):
     live_lookup_attempts: int = Field(6, ge=1, le=50)  # looking an order up after an unknown outcome
     live_lookup_backoff_seconds: float = Field(0.5, gt=0)  # doubling between lookups
     live_market_buffer: Decimal = Field(Decimal("0.02"), ge=0, lt=1)  # extra reserved for a market buy's slippage
+    # reconciliation of live accounts (trading/live/reconciliation.py): one process per account, by lease
+    live_reconcile_enabled: bool = True
+    live_reconcile_interval_seconds: float = Field(60.0, gt=0)  # between periodic runs, by the runtime's clock
+    live_reconcile_poll_seconds: float = Field(1.0, gt=0)  # how often owners look at the clock / for new accounts
+    live_pending_grace_seconds: float = Field(120.0, gt=0)  # a pending_new order the exchange never saw ends after
 
     # Notifications and alerts (docs/notifications.md, docs/alerts.md): the outbox consumer that
     # makes notifications (lease notifications-consumer) and the alert engine (lease alerts-engine).
@@ -176,6 +186,27 @@ class Settings(BaseSettings):
     alerts_engine_enabled: bool = True
     alerts_resync_seconds: float = Field(30.0, gt=0)  # the engine re-reads the alerts table this often
     alerts_portfolio_seconds: float = Field(30.0, gt=0)  # P&L and risk alerts are re-checked this often
+
+    # Live runs of strategies (docs/strategies.md, "Live runs"): the supervisor in every process
+    # competes for each running strategy's lease (strategy-run:<id>) and feeds it closed bars.
+    strategy_runs_enabled: bool = True
+    strategy_runs_poll_seconds: float = Field(5.0, gt=0)  # new runs and closed bars are looked for this often
+    strategy_runs_window_bars: int = Field(500, ge=10, le=10_000)  # history each bar's decision sees
+
+    # Outbound calls to user-supplied hosts (core/outbound.py) and the push channels
+    # (notifications/, docs/notifications.md). Allowed hosts ("host" or "host:port") skip the
+    # public-address check; base URLs are settings so tests point the clients at local servers.
+    outbound_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    outbound_timeout_seconds: float = Field(10.0, gt=0)
+    outbound_max_response_bytes: int = Field(256 * 1024, ge=1024)
+    notification_delivery_attempts: int = Field(6, ge=1, le=50)  # then the delivery is dead-lettered
+    telegram_bot_token: SecretStr | None = None
+    telegram_bot_username: str | None = None  # for the t.me/<bot>?start=<code> link
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_webhook_secret: SecretStr | None = None  # set: POST /api/notifications/telegram/webhook is on
+    telegram_polling: bool = False  # long polling (getUpdates) instead of the webhook
+    webpush_vapid_private_key: SecretStr | None = None  # PEM or raw base64url; None: generated into data_dir
+    webpush_vapid_subject: str = "mailto:admin@localhost"
 
     # Backup and restore (ops/backup/, docs/operations.md): archives are encrypted with these
     # Fernet keys (comma-separated; the first encrypts, all decrypt), kept outside the database.
@@ -186,11 +217,22 @@ class Settings(BaseSettings):
     backup_retention_count: int = Field(7, ge=1)  # the newest this many backups are always kept
     backup_retention_days: int = Field(30, ge=1)  # older ones beyond the newest N are deleted
     backup_verify_after_create: bool = True  # each new backup is test-restored and marked verified
+    # Monitoring (ops/monitoring/, docs/operations.md): heartbeats for /uptime, metric samples for
+    # windowed rates and the alert rules' evaluation, both on the runtime clock.
+    monitoring_enabled: bool = True
+    monitoring_heartbeat_seconds: float = Field(15.0, ge=1)
+    monitoring_sample_seconds: float = Field(10.0, ge=1)  # samples, error flush and rule evaluation
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("outbound_allowed_hosts", mode="before")
+    @classmethod
+    def _parse_outbound_hosts(cls, value: object) -> object:
+        value = _split_csv(value)
+        return [str(v).strip().lower() for v in value] if isinstance(value, list) else value
 
     @field_validator("live_exchanges", mode="before")
     @classmethod

@@ -56,6 +56,7 @@ def _resolve(spec: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, A
 
 
 SYSTEM_PREFIX = "/api/system/"
+MONITORING_PREFIX = "/api/monitoring/"  # the operator's rules: admin-only, like /api/system/
 
 
 def _body_schema(spec: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
@@ -117,9 +118,10 @@ async def _attack_route(spec, runtime, client, method: str, path: str, attack: d
 
 async def test_no_writable_endpoint_accepts_privileged_fields(app, client, runtime) -> None:  # type: ignore[no-untyped-def]
     spec = app.openapi()
-    # admin-only routes are excluded: /api/admin/* and the plan's /api/system/* (backup, restore)
+    # admin-only routes are excluded: /api/admin/*, the plan's /api/system/* (backup, restore,
+    # restart, configuration) and /api/monitoring/* (operator alert rules)
     writable = [(m, p) for m, p in routes_of(app)
-                if m in WRITE_METHODS and not p.startswith((ADMIN_PREFIX, SYSTEM_PREFIX))]
+                if m in WRITE_METHODS and not p.startswith((ADMIN_PREFIX, SYSTEM_PREFIX, MONITORING_PREFIX))]
     assert len(writable) >= 15 and ("DELETE", "/api/users/me") in writable  # the inventory is the real app's
     victim, victim_tokens = await new_user(client)
     await create_key(client, victim_tokens, ["read"])

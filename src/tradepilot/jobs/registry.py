@@ -21,7 +21,10 @@ HANDLER_MODULES: tuple[str, ...] = (
     "tradepilot.portfolio.equity",
     "tradepilot.ops.backup.jobs",
     "tradepilot.notifications.digest",
+    "tradepilot.notifications.delivery",
+    "tradepilot.notifications.reports",
     "tradepilot.strategies.backtest_job",
+    "tradepilot.strategies.optimize.job",
 )
 
 
@@ -35,6 +38,17 @@ class JobLost(JobCancelled):
 
 class PermanentJobError(Exception):
     """Raise from a handler to fail at once, without retrying (bad input, not a hiccup)."""
+
+
+class RetryLater(Exception):
+    """Raise from a handler to run again after ``delay_seconds`` (a remote's ``Retry-After``, a
+    rate limit) rather than after the usual back-off. ``counts=False``: this attempt does not
+    count towards ``max_attempts`` (the handler chose to wait; nothing failed)."""
+
+    def __init__(self, delay_seconds: float, message: str = "", *, counts: bool = True) -> None:
+        super().__init__(message or f"retry in {delay_seconds:g} s")
+        self.delay_seconds = max(0.0, float(delay_seconds))
+        self.counts = counts
 
 
 @dataclass

@@ -12,8 +12,8 @@
 Per-plan limits, checked under the user row's lock so racing requests cannot overshoot:
 ``backtest_bars`` (the bars a backtest may process, estimated from the period: 422
 ``backtest_too_large``) and ``concurrent_backtests`` (queued or running backtest jobs: 429
-``backtest_concurrency_limit``). Live runs (``run_strategy`` / ``stop_strategy``, §5) and the
-optimiser (``optimize_strategy``, §4) are not built yet.
+``backtest_concurrency_limit``). Live runs (``run_strategy`` / ``stop_strategy``, §5) are
+``strategies/runs``; the optimiser (``optimize_strategy``, §4) is ``strategies/optimize``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.core.errors import NotFound, RateLimited, Unprocessable
+from tradepilot.core.errors import Conflict, NotFound, RateLimited, Unprocessable
 from tradepilot.core.money import to_plain_string
 from tradepilot.core.pagination import time_keyset_page
 from tradepilot.identity.account_service import settings_of
@@ -40,6 +40,9 @@ from tradepilot.jobs.models import Job, JobStatus
 from tradepilot.market.types import TIMEFRAMES
 from tradepilot.strategies.backtest import BacktestConfig
 from tradepilot.strategies.models import BacktestRun, BacktestStatus, StrategyConfig, StrategyStatus
+from tradepilot.strategies.runs import service as runs_service
+from tradepilot.strategies.runs.models import StrategyRun
+from tradepilot.strategies.runs.schemas import RunStart
 from tradepilot.strategies.schemas import BacktestRequest, StrategyCreate, StrategySpec
 from tradepilot.strategies.validation import validated_params
 from tradepilot.trading.deps import account_of
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
 
 SERVICE_KEY = "strategies"
 BACKTEST_JOB = "strategies.backtest"
+OPTIMIZE_JOB = "strategies.optimize"  # an optimisation (strategies/optimize/); counts as a backtest
 REPORTS_DIR = "backtests"  # under data_dir: backtests/<user id>/<backtest id>/report.html …
 CONCURRENCY_RETRY_AFTER = "30"
 
@@ -63,10 +67,11 @@ def backtest_not_found() -> NotFound:
 
 @usage_counter("concurrent_backtests")
 async def count_active_backtests(session: AsyncSession, user_id: uuid.UUID) -> int:
-    """Backtest jobs queued or running. Counted on the jobs, the record of what runs: a job that
-    died or was cancelled stops counting at once, whatever became of its backtest row."""
+    """Backtest and optimisation jobs queued or running. Counted on the jobs, the record of what
+    runs: a job that died or was cancelled stops counting at once, whatever became of its row."""
     count = await session.scalar(select(func.count()).select_from(Job).where(
-        Job.user_id == user_id, Job.kind == BACKTEST_JOB, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))))
+        Job.user_id == user_id, Job.kind.in_((BACKTEST_JOB, OPTIMIZE_JOB)),
+        Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))))
     return int(count or 0)
 
 
@@ -141,7 +146,10 @@ class StrategyEngine:
 
     async def delete_strategy(self, session: AsyncSession, row: StrategyConfig) -> list[Path]:
         """Delete the configuration and its backtests; returns their report folders, which the
-        caller removes once the deletion is committed (files cannot roll back)."""
+        caller removes once the deletion is committed (files cannot roll back). A running
+        configuration is refused (409 ``strategy_running``): stop it first."""
+        if row.status == StrategyStatus.RUNNING:
+            raise Conflict("This strategy is running; stop it first.", code="strategy_running")
         runs = list(await session.scalars(select(BacktestRun).where(BacktestRun.strategy_config_id == row.id)))
         folders = [f for f in (self.report_folder(r) for r in runs) if f is not None]
         for run in runs:
@@ -239,12 +247,30 @@ class StrategyEngine:
         jobs = {j.id: j for j in await session.scalars(select(Job).where(Job.id.in_(ids)))} if ids else {}
         return [BacktestView(r, jobs.get(r.job_id)) for r in runs]
 
+    async def optimize_strategy(self, session: AsyncSession, row: StrategyConfig, request: Any) -> Any:
+        """Enqueue an optimisation of the configuration (``strategies/optimize/service.py``);
+        returns it, its trials per window and the period's estimated bars."""
+        # imported here: the optimiser's service imports this module
+        from tradepilot.strategies.optimize import service as optimize_service
+
+        return await optimize_service.optimize_strategy(session, self.runtime, row, request)
+
     async def get_strategy_performance(self, session: AsyncSession, row: StrategyConfig) -> BacktestView | None:
         """The latest succeeded backtest of the configuration, or None."""
         run = await session.scalar(select(BacktestRun).where(
             BacktestRun.strategy_config_id == row.id, BacktestRun.status == BacktestStatus.SUCCEEDED)
             .order_by(BacktestRun.created_at.desc(), BacktestRun.id.desc()).limit(1))
         return None if run is None else (await self.views(session, [run]))[0]
+
+    # live runs (strategies/runs, docs/strategies.md "Live runs") ---------------------------
+
+    async def run_strategy(self, session: AsyncSession, row: StrategyConfig, body: RunStart) -> StrategyRun:
+        """Start the configuration live on one of the user's accounts (the supervisor runs it)."""
+        return await runs_service.start_run(self.runtime, session, row, body)
+
+    async def stop_strategy(self, session: AsyncSession, row: StrategyConfig) -> StrategyRun:
+        """Stop its running run (409 ``strategy_not_running`` when there is none)."""
+        return await runs_service.stop_config(self.runtime, session, row)
 
     def report_folder(self, run: BacktestRun) -> Path | None:
         return None if run.report_path is None else self.runtime.settings.data_dir / run.report_path

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.core.deps import DbSession
+from tradepilot.core.deps import DbSession, RuntimeDep
 from tradepilot.core.errors import Unprocessable
 from tradepilot.core.routing import api_router
 from tradepilot.identity.idempotency import Idempotency
@@ -33,6 +33,7 @@ from tradepilot.trading.order_schemas import (
     PanicIn,
     PanicOut,
 )
+from tradepilot.trading.panic_hooks import run_panic_hooks
 
 router = api_router(prefix="/api/trading", tags=["orders"])
 
@@ -87,6 +88,8 @@ async def place_orders(idem: Idempotency, body: BulkOrdersIn, principal: TradeUs
                     order=None if r.order is None else await order_with_legs(db, r.order)) for r in results])
     answer = await idem.respond(db, out, status=status.HTTP_200_OK)
     await db.commit()
+    for placed in (r.order for r in results if r.order is not None):  # ops/monitoring: orders accepted
+        orders.runtime.metrics.orders.labels(placed.type, placed.side).inc()
     return answer
 
 
@@ -111,12 +114,14 @@ async def cancel_orders(
 @router.post("/panic", response_model=PanicOut, summary="The panic button",
              responses={404: {"description": "An account_id that is not yours (account_not_found)"}})
 async def panic(idem: Idempotency, body: PanicIn, principal: TradeUser, db: DbSession,
-                orders: Orders) -> Response:
-    """Cancels every open order of yours (all accounts, or `account_id`'s), committed first; then,
+                orders: Orders, runtime: RuntimeDep) -> Response:
+    """Stops your running strategies, cancels every open order of yours (all accounts, or
+    `account_id`'s), committed first; then,
     with `close_positions`, sells each long position at market (reduce-only). Works while the
     platform is halted: cancels and reduce-only closes only reduce risk. Accepts `Idempotency-Key`."""
     if idem.replay is not None:
         return idem.replay
+    await run_panic_hooks(runtime, db, principal.id)  # running strategies stop first: no new orders from them
     canceled = await order_actions.cancel_all(orders, db, principal, account_id=body.account_id,
                                               reason="canceled_by_user")
     canceled_ids = [r.id for r in canceled]

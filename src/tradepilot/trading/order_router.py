@@ -76,6 +76,7 @@ async def place_order(idem: Idempotency, body: OrderCreate, principal: TradeUser
     live = await orders.live_account(principal, body.account_id)
     if live is not None:  # a real exchange: recorded, sent once, never lost (trading/live/placement.py)
         async def finish(session: AsyncSession, row: Order, status_code: int) -> Response:
+            orders.runtime.metrics.orders.labels(row.type, row.side).inc()  # ops/monitoring: orders accepted
             return await idem.respond(session, order_out(row), status=status_code)
 
         return await orders.live.place(principal, body, live, finish)  # type: ignore[no-any-return]
@@ -88,6 +89,7 @@ async def place_order(idem: Idempotency, body: OrderCreate, principal: TradeUser
         out.legs = [order_out(leg) for leg in await legs_of(db, row)]
     answer = await idem.respond(db, out, status=status.HTTP_201_CREATED)
     await db.commit()
+    orders.runtime.metrics.orders.labels(row.type, row.side).inc()  # ops/monitoring: orders accepted
     return answer
 
 

@@ -59,8 +59,13 @@ EXPORTED: dict[str, Rows] = {
     "alert_trigger": Rows("user_id"),
     "notification": Rows("user_id"),
     "notification_settings": Rows("user_id"),
+    "notification_target": Rows("user_id", omit=frozenset({"address_encrypted", "address_hash"})),  # credentials
     "strategy_config": Rows("user_id"),
     "strategy_backtest": Rows("user_id", omit=frozenset({"report_path"})),  # a server path; the report is via the API
+    "strategy_run": Rows("user_id"),
+    "strategy_optimization": Rows("user_id"),
+    "ai_sentiment_text": Rows("user_id"),
+    "live_reconciliation_run": Rows("user_id"),
 }
 
 NOT_EXPORTED: dict[str, str] = {
@@ -69,6 +74,8 @@ NOT_EXPORTED: dict[str, str] = {
     "two_factor_recovery_code": "holds only hashes of recovery codes",
     "two_factor_email_code": "holds only hashes of emailed login codes",
     "user_event_seq": "an internal counter of the user's event numbers (the events are exported)",
+    "telegram_link_code": "holds only the hash of a one-time, 15-minute chat linking code",
+    "live_trade_cursor": "reconciliation's bookmark in the exchange's trade list (the fills are exported)",
 }
 
 
