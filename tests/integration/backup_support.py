@@ -22,11 +22,12 @@ from tradepilot.ops.backup.store import BackupRecord
 from tradepilot.runtime import Runtime
 
 # what a running platform keeps changing by itself (lease renewals, relay marks, schedules, the
-# equity recorder's snapshots, notifications made from events): compared by the service's own scratch verification, not
+# equity recorder's snapshots, notifications made from events, monitoring's heartbeats): compared by the service's own scratch verification, not
 # against the live database a moment later
 VOLATILE_TABLES = frozenset({"lease", "outbox_event", "schedule", "schedule_firing", "job", "consumed_event",
                              "idempotency_record", "user_event_seq", "equity_day", "equity_intraday", "notification",
-                             "notification_cursor", "notification_delivery"})
+                             "notification_cursor", "notification_delivery",
+                             "ops_uptime_segment", "ops_error_group"})  # heartbeats, error counts flushed
 
 
 async def live_digests(runtime: Runtime) -> dict[str, TableDigest]:
