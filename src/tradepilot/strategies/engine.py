@@ -84,6 +84,20 @@ def estimated_bars(start: datetime, end: datetime, timeframe: str, symbols: int)
     return math.ceil((end - start).total_seconds() / TIMEFRAMES[timeframe]) * symbols
 
 
+def status_with_job(stored: str, job: Job | None) -> str:
+    """The status of work run as a job (a backtest, an optimisation): its own once final or
+    once its job is pruned, else what its job says."""
+    if stored in BacktestStatus.FINAL or job is None:
+        return stored
+    return {JobStatus.QUEUED: BacktestStatus.QUEUED, JobStatus.DEAD: BacktestStatus.FAILED,
+            JobStatus.FAILED: BacktestStatus.FAILED,
+            JobStatus.CANCELLED: BacktestStatus.CANCELLED}.get(job.status, BacktestStatus.RUNNING)
+
+
+def error_with_job(stored: str | None, job: Job | None) -> str | None:
+    return stored or (job.error if job is not None else None)
+
+
 @dataclass(frozen=True)
 class BacktestView:
     """A backtest with what its job says (status, progress) while the job still exists."""
@@ -93,15 +107,11 @@ class BacktestView:
 
     @property
     def status(self) -> str:
-        if self.run.status in BacktestStatus.FINAL or self.job is None:
-            return self.run.status
-        return {JobStatus.QUEUED: BacktestStatus.QUEUED, JobStatus.DEAD: BacktestStatus.FAILED,
-                JobStatus.FAILED: BacktestStatus.FAILED,
-                JobStatus.CANCELLED: BacktestStatus.CANCELLED}.get(self.job.status, BacktestStatus.RUNNING)
+        return status_with_job(self.run.status, self.job)
 
     @property
     def error(self) -> str | None:
-        return self.run.error or (self.job.error if self.job is not None else None)
+        return error_with_job(self.run.error, self.job)
 
 
 class StrategyEngine:

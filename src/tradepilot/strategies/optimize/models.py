@@ -19,16 +19,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tradepilot.core.db import Base, UUIDPrimaryKey
 from tradepilot.strategies import models as _strategy_models  # noqa: F401  (strategy_config, the FK target)
+from tradepilot.strategies.models import BacktestStatus
 
-
-class OptimizationStatus:
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    FINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+OptimizationStatus = BacktestStatus  # the same lifecycle: queued, running, then succeeded / failed / cancelled
 
 
 class Optimization(UUIDPrimaryKey, Base):

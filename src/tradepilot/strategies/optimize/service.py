@@ -31,7 +31,9 @@ from tradepilot.strategies.engine import (
     OPTIMIZE_JOB,
     backtest_config,
     count_active_backtests,
+    error_with_job,
     estimated_bars,
+    status_with_job,
 )
 from tradepilot.strategies.models import StrategyConfig
 from tradepilot.strategies.optimize.models import Optimization, OptimizationStatus
@@ -63,15 +65,11 @@ class OptimizationView:
 
     @property
     def status(self) -> str:
-        if self.row.status in OptimizationStatus.FINAL or self.job is None:
-            return self.row.status
-        return {JobStatus.QUEUED: OptimizationStatus.QUEUED, JobStatus.DEAD: OptimizationStatus.FAILED,
-                JobStatus.FAILED: OptimizationStatus.FAILED,
-                JobStatus.CANCELLED: OptimizationStatus.CANCELLED}.get(self.job.status, OptimizationStatus.RUNNING)
+        return status_with_job(self.row.status, self.job)
 
     @property
     def error(self) -> str | None:
-        return self.row.error or (self.job.error if self.job is not None else None)
+        return error_with_job(self.row.error, self.job)
 
 
 def trials_for(space: SearchSpace, request: OptimizeRequest) -> int:
