@@ -55,6 +55,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         notifications_consumer_enabled=False,
         backup_schedule_enabled=False,  # a test clock passing 03:17 UTC must not start a full backup
         live_reconcile_enabled=False,  # no background exchange reads: the reconciliation tests opt in
+        ai_direction_train_on_start=False,  # no training job at every start: the AI tests opt in
+        ai_direction_retrain_enabled=False,  # nor the daily retraining when a test clock passes 02:41 UTC
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -149,6 +149,7 @@ async def start_runtime(runtime: Runtime) -> None:
     from tradepilot.notifications.setup import start_notifications
     from tradepilot.ops.config.manager import start_config
     from tradepilot.ops.monitoring.system import start_monitoring
+    from tradepilot.ai.setup import start_ai
 
     await runtime.bus.start()
     await start_config(runtime)  # first: runtime overrides of settings apply before anything uses them
@@ -159,6 +160,7 @@ async def start_runtime(runtime: Runtime) -> None:
     await start_jobs(runtime)
     await start_market(runtime)
     await start_matching(runtime)  # after the market: it matches against its books and trades
+    await start_ai(runtime)  # after jobs and the market: a fresh install enqueues its first model training
     await start_reconciliation(runtime)  # after the order service: live accounts' reconcilers record through it
     await start_portfolio(runtime)  # after jobs: records equity where jobs run
     await start_backup(runtime)  # after matching: maintenance mode stops and restarts it

@@ -222,11 +222,30 @@ class Settings(BaseSettings):
     monitoring_enabled: bool = True
     monitoring_heartbeat_seconds: float = Field(15.0, ge=1)
     monitoring_sample_seconds: float = Field(10.0, ge=1)  # samples, error flush and rule evaluation
+    # AI direction models (ai/direction_job.py, docs/ai.md): one per symbol, timeframe and horizon,
+    # trained from the candle store daily (02:41 UTC) and at start-up while none exists yet.
+    ai_direction_symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: market_symbols
+    ai_direction_timeframes: Annotated[list[Literal["1m", "5m", "15m", "1h", "4h", "1d"]], NoDecode] = Field(
+        default_factory=lambda: ["1h"])
+    ai_direction_horizons: Annotated[list[Annotated[int, Field(ge=1, le=500)]], NoDecode] = Field(
+        default_factory=lambda: [1])
+    ai_direction_retrain_enabled: bool = True  # the daily retraining runs
+    ai_direction_train_on_start: bool = True  # a start-up with no model yet enqueues a training job
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("ai_direction_timeframes", "ai_direction_horizons", mode="before")
+    @classmethod
+    def _parse_ai_direction_lists(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("ai_direction_symbols", mode="before")
+    @classmethod
+    def _parse_ai_direction_symbols(cls, value: object) -> object:
+        return cls._parse_market_symbols(value)  # the same BASE/QUOTE form, upper case, each once
 
     @field_validator("outbound_allowed_hosts", mode="before")
     @classmethod

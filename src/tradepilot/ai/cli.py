@@ -3,10 +3,14 @@
     tradepilot ai evaluate --csv ../shared/data/market/coinbase_btc_usd_1h/BTC_USD-1h.csv --horizon 1 --horizon 4
     tradepilot ai train sentiment --data ../shared/data/sentiment/twitter_financial_news_sentiment_train.csv
     tradepilot ai train regime
+    tradepilot ai train direction --symbol BTC/USDT --timeframe 1h --horizon 1
 
 ``evaluate`` prints, per file and horizon, the walk-forward out-of-sample scores of the
 direction model next to the linear and naive baselines (a Markdown table). ``train``
-rewrites a shipped model file and prints its held-out scores.
+rewrites a shipped model file and prints its held-out scores; ``train direction`` trains the
+direction model of a symbol from the candle store into the model registry of the data
+directory (what the ``ai.train_direction`` job does), for each ``--symbol`` (default: the
+configured ones), ``--timeframe`` and ``--horizon``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--data", type=Path, default=None, help="labelled texts (text,label) for the sentiment model")
     p.add_argument("--out", type=Path, default=None, help="where to write the model (default: the shipped file)")
+    p.add_argument("--symbol", action="append", default=[], help="direction: a stored symbol (repeatable)")
+    p.add_argument("--timeframe", action="append", default=[], help="direction: 1h, 1d, … (repeatable)")
 
 
 def evaluation_table(paths: list[Path], horizons: list[int], folds: int) -> str:
@@ -80,4 +86,36 @@ def _ai(args: argparse.Namespace) -> int:
         (args.out or SENTIMENT).write_text(sentiment.to_json())
         print(json.dumps(sentiment.meta, indent=1))
         return 0
-    raise SystemExit("direction models are trained per symbol by the platform's training job")
+    return _train_direction(args)
+
+
+def _train_direction(args: argparse.Namespace) -> int:
+    import sys
+    from datetime import UTC, datetime
+
+    from tradepilot.ai.direction_job import configured_targets
+    from tradepilot.ai.direction_registry import DirectionRegistry
+    from tradepilot.ai.direction_training import InsufficientHistory, Target, train_direction
+    from tradepilot.config import load_settings
+    from tradepilot.market.setup import configured_venue
+    from tradepilot.market.store import CandleStore
+
+    settings = load_settings()
+    store = CandleStore.for_settings(settings, configured_venue(settings))
+    registry = DirectionRegistry.for_settings(settings)
+    configured = configured_targets(settings)
+    symbols = args.symbol or list(dict.fromkeys(t.symbol for t in configured))
+    timeframes = args.timeframe or list(dict.fromkeys(t.timeframe for t in configured))
+    horizons = args.horizon or list(dict.fromkeys(t.horizon for t in configured))
+    failed = 0
+    for target in (Target(s, tf, h) for s in symbols for tf in timeframes for h in horizons):
+        try:
+            meta = train_direction(store, registry, target, datetime.now(UTC))
+        except (InsufficientHistory, ValueError) as exc:
+            print(f"{target.symbol} {target.timeframe} h{target.horizon}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        key = registry.key(store.venue, target.symbol, target.timeframe, target.horizon)
+        print(json.dumps({"model": str(registry.path(key)), **{k: meta[k] for k in (
+            "symbol", "timeframe", "horizon", "bars", "window", "trained_at", "scores")}}, indent=1))
+    return 1 if failed else 0

@@ -9,6 +9,7 @@ from typing import Any
 
 from tradepilot.ai.candlesticks import RECOGNISERS
 from tradepilot.ai.chart_patterns import KINDS, PatternRules
+from tradepilot.ai.direction_registry import DirectionRegistry
 from tradepilot.ai.regime import RegimeModel, load_regime_model
 from tradepilot.ai.sentiment import SentimentModel, load_sentiment_model
 
@@ -40,3 +41,25 @@ def built_in_models() -> list[dict[str, Any]]:
         {"name": "candlesticks-talib", "task": "patterns", "kind": "TA-Lib candlestick recognisers",
          "status": "ready", "classes": sorted(RECOGNISERS), "trained_on": None, "scores": {}, "baselines": {}},
     ]
+
+
+def direction_models(registry: DirectionRegistry) -> list[dict[str, Any]]:
+    """One entry per trained direction model (symbol, timeframe, horizon) with its walk-forward
+    scores beside the baselines'; a single ``not_ready`` entry while none is trained."""
+    kind = "LightGBM classifier + quantile regressions (logistic regression as the linear baseline)"
+    trained = registry.trained()
+    if not trained:
+        return [{"name": "direction-lightgbm", "task": "direction", "kind": kind, "status": "not_ready",
+                 "classes": ["down", "up"], "trained_on": None, "scores": {}, "baselines": {}}]
+    out = []
+    for meta in trained:
+        walk, window = meta["scores"], meta["window"]
+        out.append({
+            "name": "direction-lightgbm", "task": "direction", "kind": kind, "status": "ready", "classes": ["down", "up"],
+            "trained_on": f"{meta['symbol']} {meta['timeframe']} on {meta['venue']}: {meta['bars']} bars, "
+                          f"{window['first_bar']} .. {window['last_bar']}",
+            "scores": walk["model"], "baselines": {k: walk[k] for k in ("linear", "always_up", "last_direction")},
+            "parameters": {"symbol": meta["symbol"], "timeframe": meta["timeframe"], "horizon": meta["horizon"],
+                           "trained_at": meta["trained_at"], "beats_baselines": walk["beats_baselines"],
+                           "test_bars": walk["test_bars"], "folds": walk["folds"]}})
+    return out

@@ -1,4 +1,4 @@
-"""/api/ai: the models, market analysis and sentiment (docs/ai.md).
+"""/api/ai: the models, market analysis, direction predictions and sentiment (docs/ai.md).
 
 Reads need the ``read`` scope. Analysis runs the numeric work in a thread: a few thousand
 bars take tens of milliseconds, which must not stall the event loop.
@@ -7,6 +7,8 @@ bars take tens of milliseconds, which must not stall the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -14,15 +16,25 @@ import numpy as np
 from fastapi import Query, status
 
 from tradepilot.ai.analysis import InsufficientHistory, analyse, summarise
-from tradepilot.ai.features import Candles
-from tradepilot.ai.models_catalog import built_in_models, regime_model, sentiment_model
+from tradepilot.ai.direction_registry import ModelRefused, direction_registry
+from tradepilot.ai.features import WARMUP, Candles
+from tradepilot.ai.models_catalog import (
+    built_in_models,
+    direction_models,
+    regime_model,
+    sentiment_model,
+)
 from tradepilot.ai.schemas import (
     AnalyzeMarket,
+    DirectionModelInfo,
+    ForecastScores,
     LevelOut,
     MarketAnalysis,
     MarketAnalysisList,
     ModelList,
     ModelOut,
+    Prediction,
+    ReturnInterval,
     SentimentHistory,
     SentimentIngest,
     SentimentIngested,
@@ -30,22 +42,28 @@ from tradepilot.ai.schemas import (
 )
 from tradepilot.ai.sentiment_store import cashtag_symbols, sentiment_over_time, store_texts
 from tradepilot.core.deps import DbSession, RuntimeDep
-from tradepilot.core.errors import Unprocessable
+from tradepilot.core.errors import ServiceUnavailable, Unprocessable
 from tradepilot.core.routing import api_router
 from tradepilot.identity.deps import CurrentUser
 from tradepilot.market.deps import Market, as_utc
+from tradepilot.market.schemas import Timeframe
 from tradepilot.market.service import MarketService
 from tradepilot.market.types import Bar
 from tradepilot.strategies.deps import ReadUser
 
+logger = logging.getLogger("tradepilot.ai")
+
 router = api_router(prefix="/api/ai", tags=["ai"])
+PREDICTION_BARS = 200  # the features' longest window is 50 bars (SMA 50), the warm-up 60
+MODEL_RETRY_AFTER_SECONDS = 300  # a first training on two years of hourly bars takes minutes
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(_: ReadUser) -> ModelList:
+async def list_models(_: ReadUser, runtime: RuntimeDep) -> ModelList:
     """The built-in models with what they were fitted on and their measured scores beside
     their baselines."""
-    return ModelList(items=[ModelOut(**m) for m in await asyncio.to_thread(built_in_models)])
+    found = await asyncio.to_thread(lambda: built_in_models() + direction_models(direction_registry(runtime)))
+    return ModelList(items=[ModelOut(**m) for m in found])
 
 
 def _candles(bars: list[Bar]) -> Candles:
@@ -85,6 +103,51 @@ async def analyze_market(body: AnalyzeMarket, market: Market, _: ReadUser) -> Ma
     with fewer than 200 closed bars."""
     symbols = list(dict.fromkeys(market.instrument(s).symbol for s in body.symbols))  # 404s before any work
     return MarketAnalysisList(items=[await _analysis(market, s, body.timeframe, body.bars) for s in symbols])
+
+
+def _simple(log_return: float) -> float:
+    return round(math.expm1(log_return), 6)
+
+
+@router.get("/predictions", response_model=Prediction)
+async def predictions(_: ReadUser, market: Market, runtime: RuntimeDep,
+                      symbol: Annotated[str, Query(description="BTC/USDT or BTC-USDT")],
+                      timeframe: Timeframe = "1h", horizon: Annotated[int, Query(ge=1, le=500)] = 1) -> Prediction:
+    """P(up) and the expected return with its 10–90% interval over ``horizon`` bars from the
+    latest closed bar, beside the model's walk-forward out-of-sample scores and the baselines'.
+    503 ``model_not_ready`` (with ``Retry-After``) until the model is trained; 404 for an
+    unknown symbol; 422 ``insufficient_data`` without enough closed bars."""
+    instrument = market.instrument(symbol)
+    registry = direction_registry(runtime)
+    key = registry.key(market.venue, instrument.symbol, timeframe, horizon)
+    try:
+        model = await asyncio.to_thread(registry.load, key)
+    except ModelRefused as exc:
+        logger.warning("direction model file refused", extra={"reason": str(exc)})
+        model = None
+    if model is None:
+        raise ServiceUnavailable(f"No direction model for {instrument.symbol} {timeframe}, horizon {horizon}, "
+                                 "is trained yet; it is trained by the ai.train_direction job.",
+                                 code="model_not_ready", headers={"Retry-After": str(MODEL_RETRY_AFTER_SECONDS)})
+    found = [b for b in await market.read_candles(instrument.symbol, timeframe, None, None, PREDICTION_BARS + 1)
+             if b.closed][-PREDICTION_BARS:]
+    forecast = await asyncio.to_thread(model.predict, _candles(found)) if len(found) > WARMUP else None
+    if forecast is None:
+        raise Unprocessable(f"Not enough {timeframe} candles of {instrument.symbol} to predict from: "
+                            f"{len(found)} closed bars, {WARMUP + 1} needed.", code="insufficient_data")
+    meta = model.meta
+    walk = meta["scores"]
+    return Prediction(
+        symbol=instrument.symbol, timeframe=timeframe, horizon=horizon, as_of=_rfc3339(found[-1].open_time.timestamp()),
+        last_close=float(found[-1].close), probability_up=round(forecast.probability_up, 6),
+        expected_return=_simple(forecast.expected_return),
+        interval=ReturnInterval(low=_simple(forecast.interval[0]), high=_simple(forecast.interval[1])),
+        scores=ForecastScores(**walk["model"]),
+        baselines={name: ForecastScores(**walk[name]) for name in ("linear", "always_up", "last_direction")},
+        beats_baselines=walk["beats_baselines"],
+        model=DirectionModelInfo(name="direction-lightgbm", trained_at=meta["trained_at"],
+                                 training_window=meta["window"], bars=meta["bars"], features=meta["features"],
+                                 test_bars=walk["test_bars"], folds=walk["folds"]))
 
 
 @router.post("/sentiment", status_code=status.HTTP_201_CREATED, response_model=SentimentIngested)

@@ -112,3 +112,39 @@ class SentimentHistory(Schema):
     end: datetime
     overall: SentimentSummary
     items: list[SentimentPeriod]
+
+
+class ReturnInterval(Schema):
+    low: float  # the 10% quantile of the return over the horizon
+    high: float  # the 90% quantile
+
+
+class ForecastScores(Schema):
+    accuracy: float
+    auc: float
+    brier: float
+
+
+class DirectionModelInfo(Schema):
+    name: str
+    trained_at: str
+    training_window: dict[str, str]  # first_bar, last_bar: the open times of the bars it was fitted on
+    bars: int
+    features: list[str]
+    test_bars: int  # walk-forward out-of-sample bars behind the scores
+    folds: int
+
+
+class Prediction(Schema):
+    symbol: str
+    timeframe: str
+    horizon: int
+    as_of: str  # the open time of the latest closed bar the forecast is made from
+    last_close: float
+    probability_up: float
+    expected_return: float  # simple return over the horizon, the model's median forecast
+    interval: ReturnInterval
+    scores: ForecastScores  # the model's out-of-sample (walk-forward) scores
+    baselines: dict[str, ForecastScores]  # the same for the linear model and the naive always_up / last_direction
+    beats_baselines: dict[str, bool]  # per metric: better than both naive baselines
+    model: DirectionModelInfo

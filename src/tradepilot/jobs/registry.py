@@ -25,6 +25,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "tradepilot.notifications.reports",
     "tradepilot.strategies.backtest_job",
     "tradepilot.strategies.optimize.job",
+    "tradepilot.ai.direction_job",
 )
 
 
