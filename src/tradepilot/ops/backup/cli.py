@@ -81,6 +81,9 @@ async def _run(settings, args: argparse.Namespace) -> int:  # type: ignore[no-un
                                            around_swap=lambda: maintenance_window(runtime, "restoring a backup"))
             print(f"restored {report.backup_id}: {report.tables} tables, {report.rows} rows; schema at "
                   f"{report.head_revision}")
+            if settings.live_reconcile_enabled:
+                print("live accounts: orders refused (503 reconciliation_pending) until each one's first "
+                      "reconciliation by a running server", file=sys.stderr)
         elif args.action == "maintenance":
             maintenance = get_maintenance(runtime)
             if args.target == "on":

@@ -45,6 +45,7 @@ class LiveDatabase(Protocol):
     async def snapshot(self, work_dir: Path) -> Snapshot: ...
     async def load_scratch(self, database_file: Path, work_dir: Path) -> Scratch: ...
     async def swap_in(self, scratch: Scratch) -> None: ...
+    async def drop_stale_scratch(self, older_than: float) -> list[str]: ...
 
 
 def live_database(url: str) -> LiveDatabase:
@@ -111,6 +112,10 @@ class SqliteDatabase:
         assert isinstance(scratch, SqliteScratch)
         await asyncio.to_thread(sqlite_files.copy_database, scratch.path, self.path)
 
+    async def drop_stale_scratch(self, older_than: float) -> list[str]:
+        """SQLite scratch databases are files in the work directories (swept with them)."""
+        return []
+
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
@@ -171,3 +176,6 @@ class PostgresDatabase:
     async def swap_in(self, scratch: Scratch) -> None:
         assert isinstance(scratch, PostgresScratch)
         await pg_tools.swap_in(self.target, scratch.name)
+
+    async def drop_stale_scratch(self, older_than: float) -> list[str]:
+        return await pg_tools.drop_stale_scratch(self.target, older_than=older_than)

@@ -12,8 +12,9 @@ the database being restored:
   process sharing the data directory (the server, ``tradepilot worker``, the CLI) sees it.
 
 Entering and leaving are also announced on the bus (topic ``ops.maintenance``) so that each
-replica stops its matching owner at once and starts it again afterwards (the matching owner
-reloads open orders from the restored database). Reads keep working throughout.
+replica stops its matching owner and live reconcilers at once and starts them again afterwards
+(the matching owner reloads open orders from the restored database; the reconcilers reconcile
+every live account at once). Reads keep working throughout.
 
 If a restoring process dies in the middle, the flag stays set: ``tradepilot backup
 maintenance off`` clears it after the operator has looked.
@@ -60,6 +61,7 @@ class Maintenance:
         self._stopped_matching = False
         self._stopped_alerts = False
         self._stopped_notifications = False
+        self._stopped_reconciliation = False
 
     @property
     def _file(self) -> Path:
@@ -109,22 +111,33 @@ class Maintenance:
 
     async def pause_local_writers(self) -> None:
         """Stop this process's writers that no request drives: the matching owner (fills from the
-        market), the alert engine (triggers from trades) and the notification consumer (and the
-        Telegram poller). Notification delivery jobs wait by themselves (``notifications.pause``)."""
+        market), the live reconcilers (they must not write into a database being replaced), the
+        alert engine (triggers from trades) and the notification consumer (and the Telegram
+        poller). Notification delivery jobs wait by themselves (``notifications.pause``)."""
+        from tradepilot.trading.live.reconciliation_owner import stop_reconciliation, supervisor
         from tradepilot.trading.matching_owner import SERVICE_KEY as MATCHING
         from tradepilot.trading.matching_owner import stop_matching
 
         if self.runtime.services.get(MATCHING) is not None:
             await stop_matching(self.runtime)
             self._stopped_matching = True
+        if supervisor(self.runtime) is not None:
+            await stop_reconciliation(self.runtime)
+            self._stopped_reconciliation = True
         await self._pause_notifications()
 
     async def resume_local_writers(self) -> None:
+        """The reconcilers restart too: each takes its accounts' leases again and reconciles at
+        once, which is what lets live orders through after a restore (``trading/live/post_restore``)."""
+        from tradepilot.trading.live.reconciliation_owner import start_reconciliation
         from tradepilot.trading.matching_owner import start_matching
 
         if self._stopped_matching:
             self._stopped_matching = False
             await start_matching(self.runtime)
+        if self._stopped_reconciliation:
+            self._stopped_reconciliation = False
+            await start_reconciliation(self.runtime)
         await self._resume_notifications()
 
     async def _pause_notifications(self) -> None:

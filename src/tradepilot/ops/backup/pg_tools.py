@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +110,48 @@ def admin_engine(target: PgTarget) -> AsyncEngine:
                                isolation_level="AUTOCOMMIT", poolclass=NullPool)
 
 
-def scratch_name(live: str, purpose: str) -> str:
-    return f"{live[:40]}_{purpose}_{uuid.uuid4().hex[:8]}"
+SCRATCH_PURPOSES = ("restore", "replaced")
+LIVE_PREFIX_LENGTH = 36  # + "_replaced_" + 8 + "_" + 6 stays within PostgreSQL's 63-byte names
+
+
+def scratch_name(live: str, purpose: str, *, created: float | None = None) -> str:
+    """``<live>_<purpose>_<unix time, hex>_<random>``: the creation time is in the name because
+    PostgreSQL keeps none, and a leftover's age is what tells it from one in use."""
+    stamp = int(time.time() if created is None else created)
+    return f"{live[:LIVE_PREFIX_LENGTH]}_{purpose}_{stamp:08x}_{uuid.uuid4().hex[:6]}"
+
+
+def scratch_created(live: str, name: str) -> float | None:
+    """When ``name`` was created, if it is one of ``live``'s scratch databases (else None)."""
+    pattern = (re.escape(live[:LIVE_PREFIX_LENGTH]) + "_(?:" + "|".join(SCRATCH_PURPOSES)
+               + ")_([0-9a-f]{8})_[0-9a-f]{6}")
+    match = re.fullmatch(pattern, name)
+    return float(int(match.group(1), 16)) if match and name != live else None
+
+
+async def drop_stale_scratch(target: PgTarget, *, older_than: float, now: float | None = None) -> list[str]:
+    """Drop the scratch databases of ``target``'s database created more than ``older_than``
+    seconds ago — left by a restore or verification that crashed. Only names of our own
+    pattern are touched; a ``replaced`` one (the old live data, renamed aside during a swap)
+    only while the live database exists, since otherwise it may be the only copy."""
+    now = time.time() if now is None else now
+    engine = admin_engine(target)
+    dropped: list[str] = []
+    try:
+        async with engine.connect() as conn:
+            names = set((await conn.execute(text("SELECT datname FROM pg_database"))).scalars())
+            for name in sorted(names):
+                created = scratch_created(target.database, name)
+                if created is None or now - created < older_than:
+                    continue
+                purpose = name[len(target.database[:LIVE_PREFIX_LENGTH]) + 1:].split("_", 1)[0]
+                if purpose == "replaced" and target.database not in names:
+                    continue
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                dropped.append(name)
+    finally:
+        await engine.dispose()
+    return dropped
 
 
 async def create_database(target: PgTarget, name: str) -> PgTarget:

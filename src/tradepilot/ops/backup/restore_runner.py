@@ -24,6 +24,11 @@ from tradepilot.identity.security_events import SecurityEventKind, record_securi
 from tradepilot.ops.backup.errors import RestoreInProgress
 from tradepilot.ops.backup.maintenance import get_maintenance
 from tradepilot.ops.backup.service import BackupService
+from tradepilot.trading.live.post_restore import (
+    WAIT_SECONDS,
+    PostRestoreMark,
+    wait_for_reconciliation,
+)
 
 if TYPE_CHECKING:
     from tradepilot.runtime import Runtime
@@ -44,6 +49,7 @@ class RestoreStatus:
     finished_at: datetime | None = None
     error_code: str | None = None
     error: str | None = None
+    live_accounts: dict[str, dict[str, Any]] | None = None  # per account: the post-restore reconciliation
 
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)
@@ -61,14 +67,18 @@ class RestoreStatus:
 
 @asynccontextmanager
 async def maintenance_window(runtime: Runtime, reason: str) -> AsyncIterator[None]:
-    """Writes refused on every replica, matching stopped, this process's connections closed
-    before and after the swap (none of them may keep a view of the replaced database)."""
+    """Writes refused on every replica, matching and live reconcilers stopped, this process's
+    connections closed before and after the swap (none of them may keep a view of the replaced
+    database). After a swap, live orders wait for their account's first reconciliation: the
+    mark is set before maintenance ends, so no live order slips in between."""
     maintenance = get_maintenance(runtime)
     await maintenance.enter(reason)
     try:
         await runtime.db.dispose()
         yield
         await runtime.db.dispose()
+        if runtime.settings.live_reconcile_enabled:
+            await PostRestoreMark(runtime).set(runtime.clock.now())
     finally:
         await maintenance.leave()
 
@@ -78,6 +88,7 @@ class RestoreRunner:
         self.runtime = runtime
         self.service = service
         self.task: asyncio.Task[RestoreStatus] | None = None
+        self.reconcile_timeout = WAIT_SECONDS  # for the live accounts' first post-restore runs
 
     @property
     def _status_path(self) -> Path:
@@ -107,7 +118,8 @@ class RestoreRunner:
         try:
             await self.service.restore(status.backup_id,
                                        around_swap=lambda: maintenance_window(self.runtime, "restoring a backup"))
-            status = replace(status, state="succeeded", finished_at=self.runtime.clock.now())
+            live = await wait_for_reconciliation(self.runtime, timeout=self.reconcile_timeout)
+            status = replace(status, state="succeeded", finished_at=self.runtime.clock.now(), live_accounts=live)
             await self._audit(status, admin_id=admin_id, ip=ip)
         except TradePilotError as exc:
             status = replace(status, state="failed", finished_at=self.runtime.clock.now(), error_code=exc.code,
@@ -129,7 +141,8 @@ class RestoreRunner:
                 record_security_event(session, clock=self.runtime.clock, kind=SecurityEventKind.ADMIN_ACTION,
                                       user_id=user_id, ip=ip,
                                       details={"action": "backup_restored", "admin_id": str(admin_id),
-                                               "backup_id": status.backup_id, "restore_id": status.id})
+                                               "backup_id": status.backup_id, "restore_id": status.id,
+                                               "live_accounts": status.live_accounts})
         except Exception:
             logger.exception("could not record the restore in the security log")
 

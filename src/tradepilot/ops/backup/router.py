@@ -68,11 +68,16 @@ class RestoreOut(Schema):
     finished_at: datetime | None
     error_code: str | None
     error: str | None
+    live_accounts: dict[str, dict[str, Any]] | None = Field(
+        None, description="Per live account id: its first reconciliation after the restore — state reconciled, "
+                          "failed (error) or pending; live orders on it are refused (503 reconciliation_pending) "
+                          "until it reconciled")
 
     @classmethod
     def of(cls, value: RestoreStatus) -> RestoreOut:
         return cls(id=value.id, backup_id=value.backup_id, state=value.state, started_at=value.started_at,
-                   finished_at=value.finished_at, error_code=value.error_code, error=value.error)
+                   finished_at=value.finished_at, error_code=value.error_code, error=value.error,
+                   live_accounts=value.live_accounts)
 
 
 @ownership_dependency

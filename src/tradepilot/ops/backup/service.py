@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
@@ -41,6 +44,8 @@ from tradepilot.ops.backup.manifest import CONFIG_MEMBER, Manifest
 from tradepilot.ops.backup.store import BackupRecord, BackupStore, new_backup_id
 
 logger = logging.getLogger("tradepilot.ops.backup")
+
+SCRATCH_STALE_AFTER = timedelta(hours=6)  # no backup, verification or restore runs this long
 
 @dataclass(frozen=True)
 class RestoreReport:
@@ -104,6 +109,7 @@ class BackupService:
 
     async def _test_restore(self, backup_id: str) -> tuple[Manifest, dict]:  # type: ignore[type-arg]
         manifest = await self.check_restorable(backup_id)
+        await self.sweep_scratch()
         async with self._work_dir(f"verify-{backup_id}") as work, self._scratch(backup_id, work) as (_, scratch):
             return manifest, await scratch.digests()
 
@@ -128,6 +134,7 @@ class BackupService:
         server passes one that enters maintenance mode and disposes its connections.
         """
         manifest = await self.check_restorable(backup_id)
+        await self.sweep_scratch()
         async with self._work_dir(f"restore-{backup_id}") as work, self._scratch(backup_id, work) as (_, scratch):
             problems = differences(manifest.tables, await scratch.digests())
             if problems:
@@ -176,9 +183,35 @@ class BackupService:
                     f"The backup's schema revision {manifest.alembic_revision} is unknown to this TradePilot "
                     f"({__version__}); it was made by a newer version. Upgrade TradePilot, then restore.")
 
+    async def sweep_scratch(self) -> list[str]:
+        """Remove what a crashed backup, verification or restore left behind — work directories
+        (plaintext extracts, SQLite scratch files) and PostgreSQL scratch databases — older than
+        ``SCRATCH_STALE_AFTER``; younger ones may belong to a run in progress on another process.
+        Called before each verification and restore. Returns what was removed."""
+        limit = SCRATCH_STALE_AFTER.total_seconds()
+        removed: list[str] = []
+        now = time.time()  # file and database ages are the host's facts, not the platform clock's
+        for entry in self.store.scratch_dir().iterdir():
+            try:
+                old = now - entry.stat().st_mtime >= limit
+            except FileNotFoundError:
+                continue
+            if not old:
+                continue
+            if entry.is_dir():
+                await asyncio.to_thread(shutil.rmtree, entry, True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+        removed += await self.database.drop_stale_scratch(limit)
+        if removed:
+            logger.warning("stale backup scratch removed", extra={"removed": removed})
+        return removed
+
     @asynccontextmanager
     async def _work_dir(self, name: str) -> AsyncIterator[Path]:
-        path = self.store.scratch_dir() / name
+        """A fresh directory per run (a crashed run's leftover never blocks a retry)."""
+        path = self.store.scratch_dir() / f"{name}-{uuid.uuid4().hex[:8]}"
         path.mkdir(mode=0o700)
         try:
             yield path
