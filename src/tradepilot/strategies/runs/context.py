@@ -78,9 +78,14 @@ def _dec(value: float) -> Decimal:
 
 
 def order_body(request: OrderRequest, *, instrument: Instrument, account_id: object, client_order_id: str,
-               reference_price: Decimal, free_cash: Decimal, position: Decimal, taker_fee: Decimal) -> OrderCreate | None:
+               reference_price: Decimal, free_cash: Decimal, position: Decimal, taker_fee: Decimal,
+               market_buy_margin: Decimal | None = None) -> OrderCreate | None:
     """The trading service's order for a strategy's request; None when it sizes to nothing
-    (a sale with nothing held, a buy with no cash). Sizes are floored to the instrument's step."""
+    (a sale with nothing held, a buy with no cash). Sizes are floored to the instrument's step.
+
+    ``market_buy_margin`` (live accounts, which take no ``quote_quantity``): a market buy sized
+    by cash is sized in base quantity at the last close, leaving that fraction of the spend
+    for the exchange's book moving (the reservation's own slippage buffer)."""
     if any(x is not None for x in (request.stop_loss, request.take_profit, request.trailing_stop)):
         raise UnsupportedOrder("protective exits (stop_loss, take_profit, trailing_stop) on an order are not "
                                "supported in live runs yet")
@@ -102,9 +107,12 @@ def order_body(request: OrderRequest, *, instrument: Instrument, account_id: obj
     if spend is None:
         raise UnsupportedOrder("a buy needs quantity, fraction or notional")
     spend = min(spend, free_cash)
-    if request.type == "market":  # spend it, the fee included
+    if request.type == "market" and market_buy_margin is None:  # spend it, the fee included
         quote = EXACT.divide(spend, 1 + max(taker_fee, Decimal(0))).quantize(QUOTE_DECIMALS, rounding=ROUND_FLOOR)
         return OrderCreate(**common, quote_quantity=quote) if quote > 0 else None  # type: ignore[arg-type]
     level = price or stop or reference_price
-    quantity = _floor(EXACT.divide(spend, level * (1 + max(taker_fee, Decimal(0)))), instrument.step_size)
+    if level <= 0:
+        return None  # no price to size it by yet
+    margin = 1 + (market_buy_margin if request.type == "market" and market_buy_margin is not None else Decimal(0))
+    quantity = _floor(EXACT.divide(spend, level * (1 + max(taker_fee, Decimal(0))) * margin), instrument.step_size)
     return OrderCreate(**common, quantity=quantity) if quantity > 0 else None  # type: ignore[arg-type]

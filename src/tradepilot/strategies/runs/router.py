@@ -25,7 +25,7 @@ router = api_router(prefix="/api/strategies", tags=["strategies"])
 RunStatusName = Literal["running", "stopped", "failed", "suspended"]
 _START = {404: {"description": "strategy_not_found, account_not_found, unknown_symbol"},
           409: {"description": "strategy_already_running, account_closed"},
-          422: {"description": "running_strategies_limit (plan's running_strategies), live_account_not_supported, "
+          422: {"description": "running_strategies_limit (plan's running_strategies), "
                                "unsupported_in_live_runs, invalid_strategy_params"}}
 
 

@@ -10,6 +10,15 @@ does, and a process that lost the lease cannot write at all. Each order's ``clie
 is derived from the run id and the bar's time (``sr-<run>-<bar ms>-<n>``), unique per account
 forever, so even a replay that got past the fence could not trade twice.
 
+On a live (exchange) account the orders cannot be written in that transaction: they go
+through the API's own live path (``trading/live/placement.py``) *before* it — each recorded
+``pending_new`` (fenced by the lease, attributed to the run) and committed, sent once with the
+exchange-side id ``tp-<order id hex>``, its outcome recorded — and the step's transaction then
+records progress, state and events. A crash between the two replays the bar; its ``sr-`` ids
+find the orders recorded already (``DuplicateClientOrderId``) and nothing is sent again.
+Exchange refusals are the run's rejections; an outcome still unknown stays ``pending_new``
+for reconciliation.
+
 A strategy that raises is the run's failure, not the process's: the run is marked ``failed``
 with the error and an event, and the work ends; other runs go on.
 """
@@ -18,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -42,6 +51,7 @@ from tradepilot.strategies.runs.models import RunStatus, StrategyRun
 from tradepilot.strategies.runs.service import ORDER, emit_run_event, end_run
 from tradepilot.trading import ledger
 from tradepilot.trading.execution import order_payload
+from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Fill, Order, OrderStatus, Position
 from tradepilot.trading.orders import DuplicateClientOrderId
 
@@ -69,6 +79,19 @@ class StrategyFailed(Exception):
     """The strategy's own code raised (or asked for what a live run cannot do)."""
 
 
+class RunEnded(Exception):
+    """The run stopped while its live orders were being recorded: nothing more is placed."""
+
+
+@dataclass
+class LiveOutcome:
+    """A step's live orders, placed before its transaction: (strategy order id, order id,
+    payload) for each order the exchange has (or may have), the refusals (symbol, error)."""
+
+    placed: list[tuple[int, uuid.UUID, dict[str, Any]]] = field(default_factory=list)
+    rejected: list[tuple[str, TradePilotError]] = field(default_factory=list)
+
+
 @dataclass
 class Snapshot:
     """What the strategy may see of the account on this step, read before calling it."""
@@ -85,6 +108,7 @@ class LiveRunner:
         self.lease = lease
         self.strategy: EventStrategy | None = None
         self.started = False
+        self.live_account: TradingAccount | None = None  # read once: the run's account, when live
 
     @property
     def market(self) -> MarketService:
@@ -103,6 +127,7 @@ class LiveRunner:
             return False
         try:
             if self.strategy is None:
+                self.live_account = await self._live_account(run)
                 self.strategy = self._build(run)
             await self._deliver_fills(run)
             for bar_time in await self._new_bars(run):
@@ -122,6 +147,14 @@ class LiveRunner:
             if run is not None:
                 session.expunge(run)
         return run
+
+    async def _live_account(self, run: StrategyRun) -> TradingAccount | None:
+        async with self.runtime.db.read() as session:
+            account = await session.get(TradingAccount, run.account_id)
+            if account is None or not account.is_live:
+                return None
+            session.expunge(account)
+        return account
 
     def _build(self, run: StrategyRun) -> EventStrategy:
         try:
@@ -187,7 +220,10 @@ class LiveRunner:
         self._start(ctx, run)
         assert self.strategy is not None
         self._call("on_bar", self.strategy.on_bar, ctx, len(next(iter(windows.values()))) - 1)
-        return await self._commit(run, bar_time, ctx, [])
+        live = await self._live_orders(run, ctx, bar_time, "")
+        if live is False:
+            return False
+        return await self._commit(run, bar_time, ctx, [], live=_placed(live))
 
     async def _deliver_fills(self, run: StrategyRun) -> None:
         """``on_fill`` for the fills of the run's orders since the last step (event strategies)."""
@@ -218,7 +254,11 @@ class LiveRunner:
                 quantity=float(fill.quantity), fee=float(fill.fee), time=to_ms(fill.created_at),
                 role=fill.liquidity, tag=""))
         last = rows[-1][0]
-        await self._commit(run, None, ctx, [last.created_at.isoformat(), str(last.id)], key=(last.created_at, "f"))
+        live = await self._live_orders(run, ctx, last.created_at, "f")
+        if live is False:
+            return
+        await self._commit(run, None, ctx, [last.created_at.isoformat(), str(last.id)], key=(last.created_at, "f"),
+                           live=_placed(live))
 
     async def _snapshot(self, run: StrategyRun) -> Snapshot:
         async with self.runtime.db.read() as session:
@@ -236,10 +276,12 @@ class LiveRunner:
     # -- writing ---------------------------------------------------------------------------------
 
     async def _commit(self, run: StrategyRun, bar_time: datetime | None, ctx: LiveContext | None,
-                      fills_after: list[str], key: tuple[datetime, str] | None = None) -> bool:
+                      fills_after: list[str], key: tuple[datetime, str] | None = None,
+                      live: LiveOutcome | None = None) -> bool:
         """The step's orders, cancels, progress and state in one transaction fenced by the lease;
         False when the run stopped meanwhile (nothing is written then). ``key``: what the
-        orders' client ids derive from when the step is not a bar (the last fill delivered)."""
+        orders' client ids derive from when the step is not a bar (the last fill delivered).
+        ``live``: a live account's orders, placed already: only recorded in the run here."""
         now = self.runtime.clock.now()
         key_time, kind = key or (bar_time or now, "")
         async with self.runtime.db.transaction() as session:
@@ -250,9 +292,12 @@ class LiveRunner:
                 return False
             state = dict(row.state or {})
             orders_map: dict[str, str] = dict(state.get("orders") or {})
-            if ctx is not None:
+            if live is not None:
+                await self._record_live(session, row, live, orders_map, now)
+            elif ctx is not None:
                 await self._cancel(session, row, ctx, orders_map)
                 await self._place(session, row, ctx, key_time, kind, orders_map, now)
+            if ctx is not None:
                 state["next_id"] = ctx.next_id  # the strategy's order numbers never repeat
             if len(orders_map) > ORDER_IDS_KEPT:
                 orders_map = dict(sorted(orders_map.items(), key=lambda kv: int(kv[0]))[-ORDER_IDS_KEPT:])
@@ -320,6 +365,104 @@ class LiveRunner:
             row.orders_placed += 1
             await emit_run_event(session, row, ORDER, now, order=order_payload(order))
 
+    # -- live (exchange) accounts ----------------------------------------------------------------
+
+    async def _live_orders(self, run: StrategyRun, ctx: LiveContext, key_time: datetime,
+                           kind: str) -> LiveOutcome | bool:
+        """A live account's cancels and orders, through the exchange before the step's
+        transaction (no lock is held across the network). True: not a live run (the paper
+        path places them in the transaction); False: the run ended meanwhile."""
+        account = self.live_account
+        if account is None:
+            return True
+        outcome = LiveOutcome()
+        if not ctx.submitted and not ctx.cancels:
+            return outcome
+        async with self.runtime.db.read() as session:
+            principal = await self._principal(session, run)
+            balances = {b.asset: b.free for b in await ledger.get_balances(session, run.account_id)}
+            positions = {p.symbol: p.quantity for p in await session.scalars(
+                select(Position).where(Position.account_id == run.account_id))}
+            known = run.state.get("orders") or {}
+            cancels: list[Order] = []
+            for strategy_order_id in ctx.cancels:
+                order_id = known.get(str(strategy_order_id))
+                order = None if order_id is None else await session.get(Order, uuid.UUID(order_id))
+                if order is not None and order.is_open:
+                    session.expunge(order)
+                    cancels.append(order)
+        if principal is None:
+            return outcome  # a suspension is ending the run; its hook marks it
+        for order in cancels:
+            try:
+                await self.orders.live.cancel(order)
+            except TradePilotError:
+                continue  # final meanwhile, or the exchange failed: the order stays as it is
+        for n, (strategy_order_id, request) in enumerate(ctx.submitted):
+            cid = client_order_id(run.id, key_time, n, kind)
+            try:
+                instrument = self.market.instrument(request.symbol)
+                body = order_body(request, instrument=instrument, account_id=run.account_id, client_order_id=cid,
+                                  reference_price=_last_close(ctx, request.symbol),
+                                  free_cash=balances.get(instrument.quote, Decimal(0)),
+                                  position=min(positions.get(request.symbol, Decimal(0)),
+                                               balances.get(instrument.base, Decimal(0))),
+                                  taker_fee=self.orders.rates.taker,
+                                  market_buy_margin=self.runtime.settings.live_market_buffer)
+            except UnsupportedOrder as exc:
+                raise StrategyFailed(str(exc)) from None
+            except TradePilotError as exc:
+                outcome.rejected.append((request.symbol, exc))
+                continue
+            if body is None:
+                continue
+            try:
+                order_id, payload = await self.orders.live.place(principal, body, account, _answer,
+                                                                 self._fence(run))
+            except RunEnded:
+                return False
+            except DuplicateClientOrderId:  # a replay: recorded (and sent) by the first attempt
+                found = await self._by_client_id(run, cid)
+                if found is not None:
+                    outcome.placed.append((strategy_order_id, *found))
+                continue
+            except TradePilotError as exc:  # refused here or by the exchange (rejected, rate limited…)
+                outcome.rejected.append((request.symbol, exc))
+                continue
+            outcome.placed.append((strategy_order_id, order_id, payload))
+        return outcome
+
+    def _fence(self, run: StrategyRun) -> Any:
+        """Inside the live order's recording transaction: still ours and running, attributed."""
+        async def fence(session: AsyncSession, order: Order) -> None:
+            await self.lease.assert_held(session)
+            status = await session.scalar(select(StrategyRun.status).where(StrategyRun.id == run.id))
+            if status != RunStatus.RUNNING:
+                raise RunEnded
+            order.strategy_id, order.strategy_run_id = run.strategy_config_id, run.id
+        return fence
+
+    async def _by_client_id(self, run: StrategyRun, cid: str) -> tuple[uuid.UUID, dict[str, Any]] | None:
+        async with self.runtime.db.read() as session:
+            order = await session.scalar(select(Order).where(Order.account_id == run.account_id,
+                                                             Order.client_order_id == cid))
+            return None if order is None else (order.id, order_payload(order))
+
+    async def _record_live(self, session: AsyncSession, row: StrategyRun, live: LiveOutcome,
+                           orders_map: dict[str, str], now: datetime) -> None:
+        """The live orders in the run: an order already in its state (a replay of a step that
+        committed) is not counted again; one recorded by an attempt that crashed before its
+        commit is counted now, with its event."""
+        known = set(orders_map.values())
+        for strategy_order_id, order_id, payload in live.placed:
+            orders_map[str(strategy_order_id)] = str(order_id)
+            if str(order_id) in known:
+                continue
+            row.orders_placed += 1
+            await emit_run_event(session, row, ORDER, now, order=payload)
+        for symbol, exc in live.rejected:
+            await self._rejected(session, row, symbol, exc, now)
+
     async def _rejected(self, session: AsyncSession, row: StrategyRun, symbol: str, exc: TradePilotError,
                         now: datetime) -> None:
         logger.info("strategy order refused", extra={"run_id": str(row.id), "code": exc.code})
@@ -355,6 +498,15 @@ def _bars(symbol: str, bars: list[Bar]) -> Bars:
                             np.array([float(b.open) for b in closed]), np.array([float(b.high) for b in closed]),
                             np.array([float(b.low) for b in closed]), np.array([float(b.close) for b in closed]),
                             np.array([float(b.volume) for b in closed]))
+
+
+def _placed(live: LiveOutcome | bool) -> LiveOutcome | None:
+    return live if isinstance(live, LiveOutcome) else None
+
+
+async def _answer(session: AsyncSession, order: Order, status: int) -> tuple[uuid.UUID, dict[str, Any]]:
+    """What a run keeps of a live order's outcome (read inside the transaction recording it)."""
+    return order.id, order_payload(order)
 
 
 def _last_close(ctx: LiveContext, symbol: str) -> Decimal:

@@ -2,8 +2,8 @@
 
 Starting checks, under the user row's lock so racing requests cannot overshoot the plan: the
 plan's ``running_strategies`` (422 ``running_strategies_limit``), one running run per
-configuration (409 ``strategy_already_running``), the account (the user's, open, paper — live
-accounts are refused for now, 422 ``live_account_not_supported``), the symbols (404
+configuration (409 ``strategy_already_running``), the account (the user's, open, paper or
+live — a live account's orders go to its exchange, market and limit only), the symbols (404
 ``unknown_symbol``) and the parameters (validated again: the catalog may have changed). The run
 starts after the newest bar already closed, so it never trades on history.
 
@@ -131,10 +131,7 @@ async def _account(runtime: Runtime, session: AsyncSession, user_id: uuid.UUID,
     account = await account_of(session, user_id, account_id)
     if account.status != AccountStatus.ACTIVE:
         raise ledger.AccountClosed()
-    if account.is_live:
-        raise Unprocessable("Live runs on live accounts are not available yet; use a paper account.",
-                            code="live_account_not_supported")
-    return account
+    return account  # paper or live: a live account's orders go to its exchange (runner.py)
 
 
 async def newest_closed_bar(market: MarketService, symbols: list[str], timeframe: str,

@@ -68,6 +68,7 @@ from tradepilot.trading.live.errors import (
     MalformedAnswer,
 )
 from tradepilot.trading.live.exchange import LiveExchange
+from tradepilot.trading.live.post_restore import ensure_reconciled_since_restore
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Order, OrderSource, OrderStatus
 from tradepilot.trading.order_schemas import OrderCreate
@@ -84,6 +85,7 @@ LIVE_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 LIVE_TIME_IN_FORCE = frozenset({"gtc", "ioc", "fok"})
 
 Finish = Callable[[AsyncSession, Order, int], Awaitable[Any]]  # (session, order, status) → the answer
+OnRecord = Callable[[AsyncSession, Order], Awaitable[None]]  # inside step 1's transaction (a run's fence)
 
 
 def client_order_id(order_id: uuid.UUID) -> str:
@@ -145,14 +147,17 @@ class LivePlacement:
     # --- placing -------------------------------------------------------------------------------------
 
     async def place(self, principal: AuthUser, body: OrderCreate, account: TradingAccount,
-                    finish: Finish) -> Any:
+                    finish: Finish, on_record: OnRecord | None = None) -> Any:
         """Place ``body`` on the live ``account``; ``finish(session, order, status)`` renders the
         answer inside the transaction that records the outcome (the Idempotency-Key's answer is
-        stored with the order's final state)."""
+        stored with the order's final state). ``on_record(session, order)`` runs inside step 1's
+        transaction before anything is sent: a strategy run fences it with its lease and
+        attributes the order there (raising aborts: nothing recorded, nothing sent)."""
         self.check_supported(body)
+        await ensure_reconciled_since_restore(self.runtime, account.id)  # a restored database is stale
         async with live_venues(self.runtime).open(account) as exchange:
             prepared = await self.prepare(exchange, body)
-            row_id = await self._record(principal, prepared, account.id)
+            row_id = await self._record(principal, prepared, account.id, on_record)
             cid = client_order_id(row_id)
             try:
                 answer = await exchange.create_order(
@@ -179,7 +184,8 @@ class LivePlacement:
             row = await self._write_outcome(session, row_id, answer, list(trades))
             return await finish(session, row, 201 if answer is not None else 202)
 
-    async def _record(self, principal: AuthUser, prepared: Prepared, account_id: uuid.UUID) -> uuid.UUID:
+    async def _record(self, principal: AuthUser, prepared: Prepared, account_id: uuid.UUID,
+                      on_record: OnRecord | None = None) -> uuid.UUID:
         """Step 1: the checks under the account's lock, then the order as pending_new with its reservation."""
         service, body, instrument = self.service, prepared.body, prepared.instrument
         async with self.runtime.db.transaction() as session:
@@ -214,6 +220,8 @@ class LivePlacement:
                         revision=0, seq=0, fill_count=0, triggered=False, event_seq=0, created_at=now,
                         updated_at=now)
             session.add(row)
+            if on_record is not None:
+                await on_record(session, row)
             writer = OrderWriter(session, account, now)
             await writer.add_event(row, "received", OrderStatus.PENDING_NEW, {
                 **{k: v for k, v in body.model_dump(exclude={"account_id"}).items() if v is not None and v is not False},
