@@ -22,7 +22,7 @@ from tradepilot.trading.engine import ModifyRejected, OrderModified
 from tradepilot.trading.engine.orders import STOP_TYPES, OrderType
 from tradepilot.trading.filters import OrderAmounts, check_filters
 from tradepilot.trading.halt import ensure_not_halted
-from tradepilot.trading.models import TradingAccount
+from tradepilot.trading.models import AccountKind, TradingAccount
 from tradepilot.trading.order_groups import (
     BRACKET,
     EXIT_ROLES,
@@ -173,9 +173,10 @@ async def owned_accounts(session: AsyncSession, principal: AuthUser, account_id:
 async def cancel_all(service: OrderService, session: AsyncSession, principal: AuthUser, *,
                      account_id: uuid.UUID | None = None, symbol: str | None = None,
                      reason: str = "canceled_by_user") -> list[Order]:
-    """Cancel every open order of the caller (of one account, of one symbol) in the caller's
-    transaction; returns the orders it canceled. Group rules apply (a bracket's exits go with
-    it), and only the caller's own orders are ever touched."""
+    """Cancel every open order of the caller's paper accounts (of one account, of one symbol) in
+    the caller's transaction; returns the orders it canceled. Group rules apply (a bracket's exits
+    go with it), and only the caller's own orders are ever touched. Live accounts are skipped:
+    ``live.bulk_cancel`` cancels theirs on the exchange once this transaction is committed."""
     now = service.clock.now()
     canceled: list[Order] = []
     for aid in await owned_accounts(session, principal, account_id):
@@ -187,8 +188,8 @@ async def cancel_all(service: OrderService, session: AsyncSession, principal: Au
         if await session.scalar(query.limit(1)) is None:
             continue
         account = await ledger.lock_account(session, aid)
-        if account.is_live:  # its orders are the exchange's to cancel: one by one, DELETE /orders/{id}
-            raise live_account_not_supported()
+        if account.is_live:  # the exchange's to cancel, outside this transaction (live/bulk_cancel.py)
+            continue
         rows = list(await session.scalars(select(Order).where(Order.id.in_(query.scalar_subquery()))
                                           .execution_options(populate_existing=True)))
         groups = await group_rows(session, [r.group_id for r in rows if r.group_id is not None])
@@ -295,7 +296,17 @@ async def close_positions(service: OrderService, session: AsyncSession, principa
     positions = [p for p in await session.scalars(select(Position).where(Position.account_id.in_(accounts))
                                                   .order_by(Position.account_id, Position.symbol))
                  if p.quantity > 0]
+    live = set(await session.scalars(select(TradingAccount.id).where(
+        TradingAccount.id.in_(accounts), TradingAccount.kind == AccountKind.LIVE)))
     for position in positions:
+        if position.account_id in live:  # not sold blind: the holding may be partly the user's own
+            refused = Unprocessable(
+                "Closing positions at market is not available on live accounts yet: the open orders were "
+                "cancelled; sell on the exchange or with POST /orders (docs/exchanges.md).",
+                code="live_account_not_supported")
+            results.append(CloseResult(position.account_id, position.symbol, position.quantity, refused.status,
+                                       error=problem_of(refused)))
+            continue
         free = next((b.free for b in await ledger.get_balances(session, position.account_id)
                      if b.asset == position.base_asset), ZERO)
         quantity = min(position.quantity, free)

@@ -19,14 +19,16 @@ from tradepilot.trading import order_actions
 from tradepilot.trading.deps import TradeUser
 from tradepilot.trading.execution import order_payload
 from tradepilot.trading.halt import current_halt
+from tradepilot.trading.live.bulk_cancel import LiveCancelOutcome, cancel_live_orders
 from tradepilot.trading.order_groups import legs_of
-from tradepilot.trading.order_models import Order
+from tradepilot.trading.order_models import Order, OrderStatus
 from tradepilot.trading.order_router import Orders, OwnedOrder, order_out
 from tradepilot.trading.order_schemas import (
     BulkCancelOut,
     BulkItemOut,
     BulkOrdersIn,
     BulkOrdersOut,
+    CancelOutcomeOut,
     OrderModify,
     OrderOut,
     PanicCloseOut,
@@ -103,12 +105,24 @@ async def cancel_orders(
     account_id: uuid.UUID | None = None,
 ) -> BulkCancelOut:
     """Cancels every open order of yours (of one symbol, of one account), releasing what they
-    reserve; a bracket's or OCO's orders go together. Never touches anyone else's orders."""
-    rows = await order_actions.cancel_all(orders, db, principal, account_id=account_id,
-                                          symbol=None if symbol is None else normalize_symbol(symbol))
-    out = BulkCancelOut(canceled=[r.id for r in rows], count=len(rows))
-    await db.commit()
-    return out
+    reserve; a bracket's or OCO's orders go together. Never touches anyone else's orders. On a
+    live account each platform order is cancelled on the exchange (never an external one); those
+    it did not cancel — already filled there, or an exchange error — are in `not_canceled`."""
+    symbol = None if symbol is None else normalize_symbol(symbol)
+    rows = await order_actions.cancel_all(orders, db, principal, account_id=account_id, symbol=symbol)
+    await db.commit()  # nothing is held across the network: live orders are cancelled after
+    live = await cancel_live_orders(orders, principal, account_id=account_id, symbol=symbol)
+    canceled = [r.id for r in rows] + canceled_live(live)
+    return BulkCancelOut(canceled=canceled, count=len(canceled), not_canceled=not_canceled_live(live))
+
+
+def canceled_live(outcomes: list[LiveCancelOutcome]) -> list[uuid.UUID]:
+    return [o.order_id for o in outcomes if o.error is None and o.status == OrderStatus.CANCELED]
+
+
+def not_canceled_live(outcomes: list[LiveCancelOutcome]) -> list[CancelOutcomeOut]:
+    return [CancelOutcomeOut(order_id=o.order_id, status=o.status, error=o.error) for o in outcomes
+            if o.error is not None or o.status != OrderStatus.CANCELED]
 
 
 @router.post("/panic", response_model=PanicOut, summary="The panic button",
@@ -116,16 +130,18 @@ async def cancel_orders(
 async def panic(idem: Idempotency, body: PanicIn, principal: TradeUser, db: DbSession,
                 orders: Orders, runtime: RuntimeDep) -> Response:
     """Stops your running strategies, cancels every open order of yours (all accounts, or
-    `account_id`'s), committed first; then,
-    with `close_positions`, sells each long position at market (reduce-only). Works while the
+    `account_id`'s; on a live account each platform order on the exchange, one by one, never an
+    external one), committed first; then, with `close_positions`, sells each long position at
+    market (reduce-only; not on live accounts yet: 422 `live_account_not_supported` per position). Works while the
     platform is halted: cancels and reduce-only closes only reduce risk. Accepts `Idempotency-Key`."""
     if idem.replay is not None:
         return idem.replay
     await run_panic_hooks(runtime, db, principal.id)  # running strategies stop first: no new orders from them
     canceled = await order_actions.cancel_all(orders, db, principal, account_id=body.account_id,
                                               reason="canceled_by_user")
-    canceled_ids = [r.id for r in canceled]
     await db.commit()  # the cancels stand whatever happens to the closes
+    live = await cancel_live_orders(orders, principal, account_id=body.account_id)
+    canceled_ids = [r.id for r in canceled] + canceled_live(live)
     halted = (await current_halt(db)).halted
     closes = []
     if body.close_positions:
@@ -134,7 +150,8 @@ async def panic(idem: Idempotency, body: PanicIn, principal: TradeUser, db: DbSe
                                         status_code=result.status_code, error=result.error,
                                         order=None if result.order is None else OrderOut.of(
                                             order_payload(result.order))))
-    out = PanicOut(canceled=canceled_ids, canceled_count=len(canceled_ids), closes=closes, trading_halted=halted)
+    out = PanicOut(canceled=canceled_ids, canceled_count=len(canceled_ids), not_canceled=not_canceled_live(live),
+                   closes=closes, trading_halted=halted)
     answer = await idem.respond(db, out, status=status.HTTP_200_OK)
     await db.commit()
     return answer

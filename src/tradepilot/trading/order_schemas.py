@@ -200,9 +200,18 @@ class BulkOrdersOut(Schema):
     results: list[BulkItemOut]
 
 
+class CancelOutcomeOut(Schema):
+    order_id: uuid.UUID
+    status: str = Field(description="The order's status afterwards (filled: the exchange had filled it)")
+    error: dict[str, Any] | None = Field(default=None, description="The exchange's error (problem+json); "
+                                                                   "the order is still open")
+
+
 class BulkCancelOut(Schema):
     canceled: list[uuid.UUID]
     count: int
+    not_canceled: list[CancelOutcomeOut] = Field(
+        default_factory=list, description="Live accounts: orders the exchange did not cancel, one by one")
 
 
 class PanicIn(Schema):
@@ -222,5 +231,7 @@ class PanicCloseOut(Schema):
 class PanicOut(Schema):
     canceled: list[uuid.UUID]
     canceled_count: int
+    not_canceled: list[CancelOutcomeOut] = Field(
+        default_factory=list, description="Live accounts: orders the exchange did not cancel, one by one")
     closes: list[PanicCloseOut] = Field(description="One per long position, when close_positions")
     trading_halted: bool = Field(description="The platform halt was on (closes went through as reduce-only)")

@@ -342,29 +342,44 @@ class LivePlacement:
     async def cancel(self, row: Order) -> Order:
         """Cancel on the exchange first (by client id), then record it and release the reservation.
         An order the exchange already filled is recorded as filled instead (409 is for final orders)."""
-        if row.source == OrderSource.EXTERNAL:
-            raise Unprocessable("This order was placed outside TradePilot (source: external): TradePilot never "
-                                "cancels it. Cancel it where it was placed.", code="external_order")
+        refuse_external(row)
+        account = await self.account_of(row.account_id)
+        async with live_venues(self.runtime).open(account) as exchange:
+            answer, trades = await self.ask_cancel(exchange, row)
+        return await self.record_cancel(row.id, answer, trades)
+
+    async def account_of(self, account_id: uuid.UUID) -> TradingAccount:
+        """The account, detached (read without a lock: its credentials open the exchange)."""
         async with self.runtime.db.read() as session:
-            account = await session.get(TradingAccount, row.account_id)
+            account = await session.get(TradingAccount, account_id)
             if account is None:
                 raise NotFound("Trading account not found.", code="account_not_found")
             session.expunge(account)
+        return account
+
+    async def ask_cancel(self, exchange: LiveExchange,
+                         row: Order) -> tuple[VenueOrder | None, list[VenueTrade]]:
+        """The exchange's side of a cancel, outside any transaction: cancel by client id, or — if
+        it has nothing open by that id — the order as it ended there (None: never reached it)."""
         cid = client_order_id(row.id)
-        async with live_venues(self.runtime).open(account) as exchange:
-            try:
-                answer = await exchange.cancel_order(symbol=row.symbol, client_order_id=cid)
-            except ExchangeBadRequest as exc:
-                if exc.code != "order_not_found":
-                    raise
-                answer = None  # already final there (filled, or never reached it): look it up
-            if answer is None:
-                answer = await exchange.find_order(symbol=row.symbol, client_order_id=cid)
-            trades: list[VenueTrade] = []
-            if answer is not None and answer.filled > 0:
-                trades = await self._trades_of(exchange, row.symbol, answer)
+        try:
+            answer: VenueOrder | None = await exchange.cancel_order(symbol=row.symbol, client_order_id=cid)
+        except ExchangeBadRequest as exc:
+            if exc.code != "order_not_found":
+                raise
+            answer = None  # already final there (filled, or never reached it): look it up
+        if answer is None:
+            answer = await exchange.find_order(symbol=row.symbol, client_order_id=cid)
+        trades: list[VenueTrade] = []
+        if answer is not None and answer.filled > 0:
+            trades = await self._trades_of(exchange, row.symbol, answer)
+        return answer, trades
+
+    async def record_cancel(self, order_id: uuid.UUID, answer: VenueOrder | None,
+                            trades: list[VenueTrade]) -> Order:
+        """The exchange's answer to a cancel, recorded in one transaction under the account's lock."""
         async with self.runtime.db.transaction() as session:
-            account, current = await self._locked_order(session, row.id)
+            account, current = await self._locked_order(session, order_id)
             if not current.is_open or answer is None:
                 return current
             now = self.clock.now()
@@ -385,6 +400,12 @@ class LivePlacement:
                         event.reason = "canceled_by_user"
             await writer.apply(current, order, events)
             return current
+
+
+def refuse_external(row: Order) -> None:
+    if row.source == OrderSource.EXTERNAL:
+        raise Unprocessable("This order was placed outside TradePilot (source: external): TradePilot never "
+                            "cancels it. Cancel it where it was placed.", code="external_order")
 
 
 def _after_fill(events: list[EngineEvent], recorded: int) -> list[EngineEvent]:
