@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests import support
 from tests.fakes.binance_spot import FakeBinanceSpot
 from tests.helpers import bearer
+from tests.integration.live_support import fake_binance, lifespan_app, live_settings
 from tests.integration.orders_support import ACCOUNTS, ORDERS, assert_ledger_consistent
 from tests.integration.test_live_trading import API_KEY, live_account
 from tradepilot.app import create_app
@@ -34,26 +34,19 @@ D = Decimal
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBinanceSpot]:
-    server = await FakeBinanceSpot().start()
-    server.timeout_seconds = 6.0
-    yield server
-    await server.stop()
+    async with fake_binance() as server:
+        yield server
 
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, fake: FakeBinanceSpot) -> Settings:
     # periodic runs only when the test clock says so; the owner looks at the clock every 50 ms
-    return support.make_settings(database_url, data_dir=tmp_path / "var", live_exchange_rest_url=fake.rest_url,
-                                 live_request_timeout_seconds=3.0, live_lookup_backoff_seconds=0.05,
-                                 live_lookup_attempts=3, live_reconcile_enabled=True,
-                                 live_reconcile_interval_seconds=600, live_reconcile_poll_seconds=0.05,
-                                 live_pending_grace_seconds=60, lease_ttl_seconds=5)
+    return live_settings(database_url, tmp_path, fake, lease_ttl_seconds=5)
 
 
 @pytest.fixture
 async def app(settings: Settings, clock: TestClock):  # type: ignore[no-untyped-def]
-    application = create_app(settings, clock=clock)
-    async with application.router.lifespan_context(application):
+    async with lifespan_app(settings, clock) as application:
         yield application
 
 

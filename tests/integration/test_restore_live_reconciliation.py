@@ -17,13 +17,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests import support
 from tests.fakes.binance_spot import FakeBinanceSpot
 from tests.helpers import bearer
 from tests.integration.backup_support import reauthenticated_admin, service_of
+from tests.integration.live_support import fake_binance, lifespan_app, live_settings
 from tests.integration.orders_support import ORDERS, assert_ledger_consistent
 from tests.integration.test_live_reconciliation import orders_of, reconcile, reconciled
-from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
 from tradepilot.ops.backup import pg_tools
@@ -36,26 +35,19 @@ from tradepilot.trading.live.reconciliation_owner import supervisor
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBinanceSpot]:
-    server = await FakeBinanceSpot().start()
-    server.timeout_seconds = 6.0
-    yield server
-    await server.stop()
+    async with fake_binance() as server:
+        yield server
 
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, fake: FakeBinanceSpot) -> Settings:
     # periodic runs only when the test clock says so: after a restore, only the start-up run comes
-    return support.make_settings(database_url, data_dir=tmp_path / "var", live_exchange_rest_url=fake.rest_url,
-                                 live_request_timeout_seconds=3.0, live_lookup_backoff_seconds=0.05,
-                                 live_lookup_attempts=3, live_reconcile_enabled=True,
-                                 live_reconcile_interval_seconds=600, live_reconcile_poll_seconds=0.05,
-                                 live_pending_grace_seconds=60, lease_ttl_seconds=5)
+    return live_settings(database_url, tmp_path, fake, lease_ttl_seconds=5)
 
 
 @pytest.fixture
 async def app(settings: Settings, clock: TestClock):  # type: ignore[no-untyped-def]
-    application = create_app(settings, clock=clock)
-    async with application.router.lifespan_context(application):
+    async with lifespan_app(settings, clock) as application:
         yield application
 
 

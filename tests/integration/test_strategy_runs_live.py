@@ -18,9 +18,9 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from tests import support
 from tests.fakes.binance_spot import FakeBinanceSpot
 from tests.helpers import bearer
+from tests.integration.live_support import fake_binance, lifespan_app, live_settings
 from tests.integration.orders_support import assert_ledger_consistent
 from tests.integration.strategies_support import create_strategy
 from tests.integration.strategy_runs_support import (
@@ -35,7 +35,6 @@ from tests.integration.strategy_runs_support import (
     write_bars,
 )
 from tests.integration.test_live_reconciliation import reconcile, reconciled
-from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
 from tradepilot.strategies.base import EventStrategy, OrderRequest, StrategyContext, StrategyParams
@@ -46,25 +45,19 @@ from tradepilot.trading.live.reconciliation import platform_id
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBinanceSpot]:
-    server = await FakeBinanceSpot().start()
-    yield server
-    await server.stop()
+    async with fake_binance(timeout_seconds=None) as server:
+        yield server
 
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, fake: FakeBinanceSpot) -> Settings:
     # reconciliation on request only (the periodic run waits for the test clock)
-    return support.make_settings(database_url, data_dir=tmp_path / "var", live_exchange_rest_url=fake.rest_url,
-                                 live_request_timeout_seconds=3.0, live_lookup_backoff_seconds=0.05,
-                                 live_lookup_attempts=3, live_reconcile_enabled=True,
-                                 live_reconcile_interval_seconds=600, live_reconcile_poll_seconds=0.05,
-                                 live_pending_grace_seconds=60, strategy_runs_poll_seconds=0.1)
+    return live_settings(database_url, tmp_path, fake, strategy_runs_poll_seconds=0.1)
 
 
 @pytest.fixture
 async def app(settings: Settings, clock: TestClock):  # type: ignore[no-untyped-def]
-    application = create_app(settings, clock=clock)
-    async with application.router.lifespan_context(application):
+    async with lifespan_app(settings, clock) as application:
         yield application
 
 
@@ -205,11 +198,15 @@ async def test_an_unknown_outcome_is_left_to_reconciliation_and_a_lost_step_is_r
     fake.hide_fresh_orders = 0
 
     # a crash after the order was recorded but before the bar's commit: the step is lost, the
-    # strategy asks for the same order again on the replay — found by its sr- id, not resent
+    # strategy asks for the same order again on the replay — found by its sr- id, not resent.
+    # The supervisor is stopped first, as a crash stops it: nothing of this process's run may
+    # be in flight while its row is rewound.
+    supervisor = runtime.services["strategy_runs"]
+    await supervisor.stop()
     async with runtime.db.transaction() as session:
         await session.execute(update(StrategyRun).where(StrategyRun.id == uuid.UUID(run["id"]))
                               .values(last_bar_at=T0.replace(minute=9), state={}, orders_placed=0))
-    runtime.services["strategy_runs"].wake()
+    await supervisor.start()
     await write_bars(runtime, 11, ["60100"])
     row = await wait_processed(runtime, run["id"], 11)
     first, second = await run_orders(runtime, run["id"])
