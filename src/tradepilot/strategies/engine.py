@@ -48,6 +48,7 @@ from tradepilot.strategies.validation import validated_params
 from tradepilot.trading.deps import account_of
 
 if TYPE_CHECKING:
+    from tradepilot.config import Settings
     from tradepilot.runtime import Runtime
 
 SERVICE_KEY = "strategies"
@@ -77,6 +78,33 @@ async def count_active_backtests(session: AsyncSession, user_id: uuid.UUID) -> i
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def backtest_period(request: Any, now: datetime) -> tuple[datetime, datetime]:
+    """The request's ``start``..``end`` (default: now) in UTC; 422 ``invalid_range`` if empty."""
+    start, end = _utc(request.start), _utc(request.end or now)
+    if start >= end:
+        raise Unprocessable("The period's start must be before its end.", code="invalid_range")
+    return start, end
+
+
+def trading_settings(request: Any, settings: Settings) -> dict[str, str | None]:
+    """The simulated trading of a backtest or optimisation request (fees default to the paper
+    exchange's), checked; 422 ``invalid_backtest_settings`` otherwise."""
+    trading = {
+        "initial_cash": to_plain_string(request.initial_cash),
+        "maker_fee": to_plain_string(request.maker_fee if request.maker_fee is not None
+                                     else settings.paper_maker_fee_rate),
+        "taker_fee": to_plain_string(request.taker_fee if request.taker_fee is not None
+                                     else settings.paper_taker_fee_rate),
+        "slippage": to_plain_string(request.slippage),
+        "volume_cap": None if request.volume_cap is None else to_plain_string(request.volume_cap),
+    }
+    try:
+        backtest_config(trading)
+    except ValueError as exc:
+        raise Unprocessable(str(exc), code="invalid_backtest_settings") from None
+    return trading
 
 
 def estimated_bars(start: datetime, end: datetime, timeframe: str, symbols: int) -> int:
@@ -197,23 +225,8 @@ class StrategyEngine:
 
     async def _enqueue(self, session: AsyncSession, user_id: uuid.UUID, config_id: uuid.UUID | None,
                        spec: StrategySpec, params: dict[str, Any], request: BacktestRequest) -> tuple[BacktestRun, int]:
-        clock, settings = self.runtime.clock, self.runtime.settings
-        start, end = _utc(request.start), _utc(request.end or clock.now())
-        if start >= end:
-            raise Unprocessable("The period's start must be before its end.", code="invalid_range")
-        trading = {
-            "initial_cash": to_plain_string(request.initial_cash),
-            "maker_fee": to_plain_string(request.maker_fee if request.maker_fee is not None
-                                         else settings.paper_maker_fee_rate),
-            "taker_fee": to_plain_string(request.taker_fee if request.taker_fee is not None
-                                         else settings.paper_taker_fee_rate),
-            "slippage": to_plain_string(request.slippage),
-            "volume_cap": None if request.volume_cap is None else to_plain_string(request.volume_cap),
-        }
-        try:
-            backtest_config(trading)
-        except ValueError as exc:
-            raise Unprocessable(str(exc), code="invalid_backtest_settings") from None
+        start, end = backtest_period(request, self.runtime.clock.now())
+        trading = trading_settings(request, self.runtime.settings)
         bars = estimated_bars(start, end, spec.timeframe, len(spec.symbols))
         await self._check_limits(session, user_id, bars)
         run_id = uuid.uuid4()
@@ -222,7 +235,7 @@ class StrategyEngine:
         run = BacktestRun(id=run_id, user_id=user_id, strategy_config_id=config_id, job_id=job.id,
                           strategy=spec.strategy, params=params, symbols=list(spec.symbols), timeframe=spec.timeframe,
                           period_start=start, period_end=end, settings=trading, status=BacktestStatus.QUEUED,
-                          created_at=clock.now())
+                          created_at=self.runtime.clock.now())
         session.add(run)
         await session.flush()
         return run, bars

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.errors import Conflict, NotFound, RateLimited, Unprocessable
-from tradepilot.core.money import to_plain_string
 from tradepilot.core.pagination import time_keyset_page
 from tradepilot.identity.account_service import settings_of
 from tradepilot.identity.models import User
@@ -29,11 +27,12 @@ from tradepilot.strategies.catalog import get_strategy
 from tradepilot.strategies.engine import (
     CONCURRENCY_RETRY_AFTER,
     OPTIMIZE_JOB,
-    backtest_config,
+    backtest_period,
     count_active_backtests,
     error_with_job,
     estimated_bars,
     status_with_job,
+    trading_settings,
 )
 from tradepilot.strategies.models import StrategyConfig
 from tradepilot.strategies.optimize.models import Optimization, OptimizationStatus
@@ -46,10 +45,6 @@ if TYPE_CHECKING:
     from tradepilot.runtime import Runtime
 
 DEFAULT_TRIALS = 50
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def optimization_not_found() -> NotFound:
@@ -84,25 +79,10 @@ async def optimize_strategy(session: AsyncSession, runtime: Runtime, row: Strate
                             request: OptimizeRequest) -> tuple[Optimization, int, int]:
     """Enqueue an optimisation of the configuration as it is now; returns it, its trials per
     window and the period's estimated bars."""
-    clock, settings = runtime.clock, runtime.settings
     space = parse_space(get_strategy(row.strategy), plain_json(request.space))
     n_trials = trials_for(space, request)
-    start, end = _utc(request.start), _utc(request.end or clock.now())
-    if start >= end:
-        raise Unprocessable("The period's start must be before its end.", code="invalid_range")
-    trading = {
-        "initial_cash": to_plain_string(request.initial_cash),
-        "maker_fee": to_plain_string(request.maker_fee if request.maker_fee is not None
-                                     else settings.paper_maker_fee_rate),
-        "taker_fee": to_plain_string(request.taker_fee if request.taker_fee is not None
-                                     else settings.paper_taker_fee_rate),
-        "slippage": to_plain_string(request.slippage),
-        "volume_cap": None if request.volume_cap is None else to_plain_string(request.volume_cap),
-    }
-    try:
-        backtest_config(trading)
-    except ValueError as exc:
-        raise Unprocessable(str(exc), code="invalid_backtest_settings") from None
+    start, end = backtest_period(request, runtime.clock.now())
+    trading = trading_settings(request, runtime.settings)
     bars = estimated_bars(start, end, row.timeframe, len(row.symbols))
     try:
         make_windows(bars // len(row.symbols), request.walk_forward, request.in_sample)
@@ -119,7 +99,7 @@ async def optimize_strategy(session: AsyncSession, runtime: Runtime, row: Strate
                        strategy=row.strategy, params=dict(row.params), symbols=list(row.symbols),
                        timeframe=row.timeframe, period_start=start, period_end=end, settings=trading,
                        request=stored_request, study_prefix=f"tradepilot-opt-{opt_id}",
-                       status=OptimizationStatus.QUEUED, created_at=clock.now())
+                       status=OptimizationStatus.QUEUED, created_at=runtime.clock.now())
     session.add(opt)
     await session.flush()
     return opt, n_trials, bars
