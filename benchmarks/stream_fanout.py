@@ -367,8 +367,10 @@ def _token(port: int) -> str:
 
     email, password = f"bench-{time.time_ns()}@example.com", "benchmark password 123"
     base = f"http://127.0.0.1:{port}"
-    assert httpx.post(base + "/api/auth/register", json={"email": email, "password": password}).status_code == 201
-    resp = httpx.post(base + "/api/auth/login", json={"email": email, "password": password})
+    # generous: a fresh server on a busy CI machine (argon2, start-up jobs) can take seconds to answer
+    assert httpx.post(base + "/api/auth/register", json={"email": email, "password": password},
+                      timeout=60).status_code == 201
+    resp = httpx.post(base + "/api/auth/login", json={"email": email, "password": password}, timeout=60)
     resp.raise_for_status()
     return str(resp.json()["access_token"])
 
