@@ -108,6 +108,10 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["healthcheck"]:  # the container probe: no app imports
+        from tradepilot.ops.healthcheck import run as healthcheck
+
+        return healthcheck((sys.argv[1:] if argv is None else argv)[1:])
     _load_plugin_commands()
     parser = argparse.ArgumentParser(prog="tradepilot")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,3 +136,4 @@ def _load_plugin_commands() -> None:
     import tradepilot.strategies.cli  # noqa: F401  (`backtest`)
     import tradepilot.ai.cli  # noqa: F401  (`ai`)
     import tradepilot.strategies.optimize.cli  # noqa: F401  (`optimize`)
+    import tradepilot.ops.healthcheck  # noqa: F401  (`healthcheck`, listed in --help)

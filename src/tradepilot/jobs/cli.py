@@ -51,6 +51,7 @@ async def run_worker(*, concurrency: int | None = None, handler_modules: list[st
         config = replace(config, concurrency=concurrency)
     runtime = build_runtime(settings)
     stop = asyncio.Event()
+    endpoint = None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -59,11 +60,21 @@ async def run_worker(*, concurrency: int | None = None, handler_modules: list[st
         await start_identity(runtime)
         await start_outbox(runtime)
         jobs = await start_jobs(runtime, execute=True, config=config, handler_modules=handler_modules or ())
+        if settings.worker_metrics_port is not None:  # /metrics and /health for Prometheus and the container
+            from tradepilot.core.metrics import exposed_registry
+            from tradepilot.jobs.metrics_http import WorkerEndpoint
+
+            token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+            endpoint = WorkerEndpoint(host=settings.host, port=settings.worker_metrics_port,
+                                      registry=exposed_registry(runtime.metrics), token=token)
+            endpoint.start()
         logger.info("worker ready", extra={"worker": jobs.worker_id})
         print(f"worker ready {jobs.worker_id}", flush=True)
         await stop.wait()
         logger.info("worker stopping")
     finally:
+        if endpoint is not None:
+            await endpoint.stop()
         await stop_jobs(runtime)
         await stop_outbox(runtime)
         await runtime.bus.stop()
