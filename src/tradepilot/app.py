@@ -83,6 +83,11 @@ def _include_routers(app: FastAPI) -> None:
     from tradepilot.streaming.router import router as streaming_router
     from tradepilot.strategies.optimize.router import router as strategy_optimize_router
     from tradepilot.ai.router import router as ai_router
+    from tradepilot.signals.generate_router import router as signals_generate_router
+    from tradepilot.signals.router import router as signals_router
+    from tradepilot.signals.webhook_router import router as signal_webhook_router
+    from tradepilot.ai.llm_router import router as ai_llm_router
+    from tradepilot.ai.advanced_router import router as ai_advanced_router
     from tradepilot.strategies.router import ai_router as strategies_ai_router
     from tradepilot.strategies.router import router as strategies_router
     from tradepilot.strategies.runs.router import router as strategy_runs_router
@@ -129,7 +134,12 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(strategies_router)
     app.include_router(strategy_optimize_router)
     app.include_router(strategies_ai_router)
+    app.include_router(ai_llm_router)  # before ai_router: /models/active is not a model listing
     app.include_router(ai_router)
+    app.include_router(signals_generate_router)
+    app.include_router(signal_webhook_router)  # before signals_router: /webhook is not a signal id
+    app.include_router(signals_router)
+    app.include_router(ai_advanced_router)
 
 
 async def start_runtime(runtime: Runtime) -> None:
@@ -145,6 +155,7 @@ async def start_runtime(runtime: Runtime) -> None:
     from tradepilot.trading.live.reconciliation_owner import start_reconciliation
     from tradepilot.trading.setup import start_trading
     from tradepilot.alerts.engine import start_alert_engine
+    from tradepilot.signals.tracker import start_signal_tracker
     from tradepilot.strategies.runs.supervisor import start_strategy_runs
     from tradepilot.notifications.setup import start_notifications
     from tradepilot.ops.config.manager import start_config
@@ -166,6 +177,7 @@ async def start_runtime(runtime: Runtime) -> None:
     await start_backup(runtime)  # after matching: maintenance mode stops and restarts it
     await start_notifications(runtime)  # after jobs and the outbox: it reads the outbox, enqueues emails
     await start_alert_engine(runtime)  # after the market: it evaluates its trades
+    await start_signal_tracker(runtime)  # after the market: it reads its candles
     await start_strategy_runs(runtime)  # after the market and matching: runs trade on them
     await start_monitoring(runtime)  # last: it watches the market's trades and every component
 
@@ -180,12 +192,14 @@ async def stop_runtime(runtime: Runtime) -> None:
     from tradepilot.trading.matching_owner import stop_matching
     from tradepilot.trading.live.reconciliation_owner import stop_reconciliation
     from tradepilot.alerts.engine import stop_alert_engine
+    from tradepilot.signals.tracker import stop_signal_tracker
     from tradepilot.strategies.runs.supervisor import stop_strategy_runs
     from tradepilot.notifications.setup import stop_notifications
     from tradepilot.ops.monitoring.system import stop_monitoring
 
     await stop_strategy_runs(runtime)  # first: no strategy places an order while the rest stops
     await stop_alert_engine(runtime)
+    await stop_signal_tracker(runtime)
     await stop_notifications(runtime)
     await stop_portfolio(runtime)
     await stop_reconciliation(runtime)  # its leases go before the lease managers close

@@ -18,6 +18,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tradepilot.ai.feed_settings import FeedSource, check_feeds
+from tradepilot.ai.llm_settings import LLMProvider, check_providers
+
 ENV_PREFIX = "TRADEPILOT_"
 DEFAULT_SECRET_KEY = "insecure-development-secret-change-me"
 
@@ -170,6 +173,8 @@ class Settings(BaseSettings):
     live_exchanges: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["binance"])
     live_allow_withdrawal_keys: bool = False
     live_exchange_rest_url: str | None = None
+    live_exchange_ws_url: str | None = None  # tests: the exchange's WebSocket API on loopback
+    live_user_stream_enabled: bool = True  # push order updates (ccxt.pro watch_orders) where supported
     live_request_timeout_seconds: float = Field(10.0, gt=0)
     live_lookup_attempts: int = Field(6, ge=1, le=50)  # looking an order up after an unknown outcome
     live_lookup_backoff_seconds: float = Field(0.5, gt=0)  # doubling between lookups
@@ -178,6 +183,7 @@ class Settings(BaseSettings):
     live_reconcile_enabled: bool = True
     live_reconcile_interval_seconds: float = Field(60.0, gt=0)  # between periodic runs, by the runtime's clock
     live_reconcile_poll_seconds: float = Field(1.0, gt=0)  # how often owners look at the clock / for new accounts
+    live_emulation_interval_seconds: float = Field(2.0, ge=0)  # between ticks of emulated trailing stops (clock)
     live_pending_grace_seconds: float = Field(120.0, gt=0)  # a pending_new order the exchange never saw ends after
 
     # Notifications and alerts (docs/notifications.md, docs/alerts.md): the outbox consumer that
@@ -186,6 +192,9 @@ class Settings(BaseSettings):
     alerts_engine_enabled: bool = True
     alerts_resync_seconds: float = Field(30.0, gt=0)  # the engine re-reads the alerts table this often
     alerts_portfolio_seconds: float = Field(30.0, gt=0)  # P&L and risk alerts are re-checked this often
+    signals_tracker_enabled: bool = True  # follow signals against the market (one process, by lease)
+    signals_tracker_seconds: float = Field(15.0, gt=0)  # and step this often (at once on a new signal)
+    signals_webhook_per_minute: int = Field(30, ge=1)  # inbound signals per webhook URL
 
     # Live runs of strategies (docs/strategies.md, "Live runs"): the supervisor in every process
     # competes for each running strategy's lease (strategy-run:<id>) and feeds it closed bars.
@@ -222,6 +231,8 @@ class Settings(BaseSettings):
     monitoring_enabled: bool = True
     monitoring_heartbeat_seconds: float = Field(15.0, ge=1)
     monitoring_sample_seconds: float = Field(10.0, ge=1)  # samples, error flush and rule evaluation
+    # `tradepilot worker` serves /metrics (Prometheus) and /health on TRADEPILOT_HOST at this port (None: not at all)
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
     # AI direction models (ai/direction_job.py, docs/ai.md): one per symbol, timeframe and horizon,
     # trained from the candle store daily (02:41 UTC) and at start-up while none exists yet.
     ai_direction_symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: market_symbols
@@ -231,6 +242,19 @@ class Settings(BaseSettings):
         default_factory=lambda: [1])
     ai_direction_retrain_enabled: bool = True  # the daily retraining runs
     ai_direction_train_on_start: bool = True  # a start-up with no model yet enqueues a training job
+    # LLM providers (ai/llm_*.py, docs/ai.md "LLM providers"): OpenAI-compatible chat-completions
+    # endpoints, operator-set only (a JSON list of {name, base_url, model, timeout_seconds,
+    # max_answer_tokens}); their API keys apart (JSON {"<name>": "<key>"}), never in a config backup.
+    llm_providers: list[LLMProvider] = Field(default_factory=list)
+    llm_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    llm_max_prompt_chars: int = Field(4000, ge=100, le=100_000)  # a custom prompt's own text
+    llm_context_bars: int = Field(300, ge=200, le=2000)  # closed bars behind a prompt's indicators
+    # RSS/Atom feeds (ai/feeds.py, docs/ai.md "Feeds"): operator-set only, a JSON list of {name, url,
+    # symbols?}; fetched every 15 minutes by the ai.fetch_feeds job, each entry scored and stored once.
+    ai_feeds: list[FeedSource] = Field(default_factory=list)
+    ai_feeds_enabled: bool = True  # the scheduled fetch runs
+    ai_feed_timeout_seconds: float = Field(10.0, gt=0, le=120)  # one fetch, connect to last byte
+    ai_feed_max_bytes: int = Field(2_000_000, ge=1024, le=50_000_000)  # a larger document is refused
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -376,6 +400,16 @@ class Settings(BaseSettings):
             problems.append(f"{ENV_PREFIX}PUBLIC_URL: must be https:// in production")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _check_llm_providers(self) -> Settings:
+        check_providers(self.llm_providers, set(self.llm_api_keys))
+        return self
+
+    @model_validator(mode="after")
+    def _check_ai_feeds(self) -> Settings:
+        check_feeds(self.ai_feeds)
         return self
 
     @model_validator(mode="after")

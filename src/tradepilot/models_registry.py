@@ -12,6 +12,9 @@ from tradepilot.jobs import models as _jobs  # noqa: F401
 from tradepilot.market import models as _market  # noqa: F401
 from tradepilot.notifications import models as _notifications  # noqa: F401
 from tradepilot.ai import models as _ai  # noqa: F401
+from tradepilot.ai import feed_models as _ai_feeds  # noqa: F401
+from tradepilot.ai import llm_models as _ai_llm  # noqa: F401
+from tradepilot.signals import models as _signals  # noqa: F401
 from tradepilot.ops.config import models as _config  # noqa: F401
 from tradepilot.ops.monitoring import models as _monitoring  # noqa: F401
 from tradepilot.notifications import channel_models as _notification_channels  # noqa: F401

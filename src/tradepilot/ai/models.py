@@ -24,7 +24,8 @@ class SentimentText(UUIDPrimaryKey, Base):
         Index("ix_ai_sentiment_text_user_symbol_published", "user_id", "symbol", "published_at"),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    # NULL: a text of the operator's RSS/Atom feeds (ai/feeds.py), part of every user's sentiment
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     symbol: Mapped[str | None] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)

@@ -8,39 +8,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import Query, status
 
+from tradepilot.ai.active_models import SUMMARY_TEMPLATE, active_model, provider_of
 from tradepilot.ai.analysis import InsufficientHistory, analyse, summarise
-from tradepilot.ai.direction_registry import ModelRefused, direction_registry
-from tradepilot.ai.features import WARMUP, Candles
+from tradepilot.ai.direction_registry import direction_registry
+from tradepilot.ai.features import Candles
+from tradepilot.ai.llm_summary import summarise_with_llm
+from tradepilot.ai.market_candles import candles_of
 from tradepilot.ai.models_catalog import (
     built_in_models,
     direction_models,
     regime_model,
     sentiment_model,
 )
+from tradepilot.ai.predictions import direction_forecast, rfc3339
 from tradepilot.ai.schemas import (
     AnalyzeMarket,
-    DirectionModelInfo,
-    ForecastScores,
     LevelOut,
     MarketAnalysis,
     MarketAnalysisList,
     ModelList,
     ModelOut,
     Prediction,
-    ReturnInterval,
     SentimentHistory,
     SentimentIngest,
     SentimentIngested,
     SentimentReadingOut,
 )
 from tradepilot.ai.sentiment_store import cashtag_symbols, sentiment_over_time, store_texts
+from tradepilot.config import Settings
 from tradepilot.core.deps import DbSession, RuntimeDep
 from tradepilot.core.errors import ServiceUnavailable, Unprocessable
 from tradepilot.core.routing import api_router
@@ -54,8 +54,6 @@ from tradepilot.strategies.deps import ReadUser
 logger = logging.getLogger("tradepilot.ai")
 
 router = api_router(prefix="/api/ai", tags=["ai"])
-PREDICTION_BARS = 200  # the features' longest window is 50 bars (SMA 50), the warm-up 60
-MODEL_RETRY_AFTER_SECONDS = 300  # a first training on two years of hourly bars takes minutes
 
 
 @router.get("/models", response_model=ModelList)
@@ -63,16 +61,24 @@ async def list_models(_: ReadUser, runtime: RuntimeDep) -> ModelList:
     """The built-in models with what they were fitted on and their measured scores beside
     their baselines."""
     found = await asyncio.to_thread(lambda: built_in_models() + direction_models(direction_registry(runtime)))
-    return ModelList(items=[ModelOut(**m) for m in found])
+    return ModelList(items=[ModelOut(**m) for m in found + summary_and_llm_models(runtime.settings)])
+
+
+def summary_and_llm_models(settings: Settings) -> list[dict[str, Any]]:
+    """The template summary and the operator's LLM providers (name and model; never the key
+    nor the endpoint's address)."""
+    template = {"name": SUMMARY_TEMPLATE, "task": "summary", "kind": "template over the analysis facts",
+                "status": "ready", "classes": [], "trained_on": None, "scores": {}, "baselines": {}}
+    return [template] + [
+        {"name": p.registry_name, "task": "chat", "kind": "LLM (OpenAI-compatible chat completions)",
+         "status": "configured", "classes": [], "trained_on": None, "scores": {}, "baselines": {},
+         "parameters": {"provider": p.name, "model": p.model, "tasks": ["chat", "summary"],
+                        "timeout_seconds": p.timeout_seconds, "max_answer_tokens": p.max_answer_tokens}}
+        for p in settings.llm_providers]
 
 
 def _candles(bars: list[Bar]) -> Candles:
-    columns = [np.array([float(getattr(b, name)) for b in bars]) for name in ("open", "high", "low", "close", "volume")]
-    return Candles(np.array([b.open_time.timestamp() for b in bars]), *columns)
-
-
-def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return candles_of(bars)
 
 
 async def _analysis(market: MarketService, symbol: str, timeframe: str, bars: int) -> MarketAnalysis:
@@ -85,28 +91,47 @@ async def _analysis(market: MarketService, symbol: str, timeframe: str, bars: in
                             code="insufficient_data") from None
     times = candles.time
     return MarketAnalysis(
-        symbol=symbol, timeframe=timeframe, as_of=_rfc3339(times[-1]), bars=facts.bars, last_price=facts.last_price,
+        symbol=symbol, timeframe=timeframe, as_of=rfc3339(times[-1]), bars=facts.bars, last_price=facts.last_price,
         trend=facts.trend, regime=facts.regime, momentum=facts.momentum, volatility=facts.volatility,
-        support=[LevelOut(price=lv.price, touches=lv.touches, last_touch=_rfc3339(times[lv.last_touch]))
+        support=[LevelOut(price=lv.price, touches=lv.touches, last_touch=rfc3339(times[lv.last_touch]))
                  for lv in facts.support],
-        resistance=[LevelOut(price=lv.price, touches=lv.touches, last_touch=_rfc3339(times[lv.last_touch]))
+        resistance=[LevelOut(price=lv.price, touches=lv.touches, last_touch=rfc3339(times[lv.last_touch]))
                     for lv in facts.resistance],
-        patterns=[{**p, "start": _rfc3339(p["start"]), "confirmed": _rfc3339(p["confirmed"])} for p in facts.patterns],
-        candlesticks=[{**c, "time": _rfc3339(c["time"])} for c in facts.candlesticks],
+        patterns=[{**p, "start": rfc3339(p["start"]), "confirmed": rfc3339(p["confirmed"])} for p in facts.patterns],
+        candlesticks=[{**c, "time": rfc3339(c["time"])} for c in facts.candlesticks],
         summary=summarise(symbol, timeframe, facts), summary_source="template")
 
 
 @router.post("/analyze-market", response_model=MarketAnalysisList)
-async def analyze_market(body: AnalyzeMarket, market: Market, _: ReadUser) -> MarketAnalysisList:
-    """Per symbol: trend, regime, momentum, volatility, support and resistance, patterns, and a
-    summary written from those facts. 404 for an unknown symbol, 422 ``insufficient_data``
-    with fewer than 200 closed bars."""
+async def analyze_market(body: AnalyzeMarket, market: Market, principal: ReadUser, db: DbSession,
+                         runtime: RuntimeDep) -> MarketAnalysisList:
+    """Per symbol: trend, regime, momentum, volatility, support and resistance, patterns, the
+    direction model's prediction (``null`` with ``prediction_reason`` until it is trained), and
+    a summary written from those facts — by your active summary LLM when you chose one (one AI
+    call per symbol; on any failure the template's, with ``summary_source:
+    "template_fallback"``). 404 for an unknown symbol, 422 ``insufficient_data`` with fewer
+    than 200 closed bars."""
     symbols = list(dict.fromkeys(market.instrument(s).symbol for s in body.symbols))  # 404s before any work
-    return MarketAnalysisList(items=[await _analysis(market, s, body.timeframe, body.bars) for s in symbols])
-
-
-def _simple(log_return: float) -> float:
-    return round(math.expm1(log_return), 6)
+    provider = provider_of(runtime.settings, await active_model(db, runtime.settings, principal.id, "summary"))
+    await db.rollback()  # no read transaction held across the analysis
+    items = []
+    for symbol in symbols:  # every symbol's facts before any LLM call: a 422 on the last one costs no quota
+        item = await _analysis(market, symbol, body.timeframe, body.bars)
+        try:
+            item.prediction = await direction_forecast(runtime, market, symbol, body.timeframe, body.horizon)
+        except (ServiceUnavailable, Unprocessable) as exc:  # model_not_ready | insufficient_data
+            item.prediction_reason = exc.code
+        items.append(item)
+    if provider is None:
+        return MarketAnalysisList(items=items)
+    summarised, failure = [], None
+    for item in items:
+        if failure is not None:  # one failure is enough: no ten timeouts in a row
+            summarised.append(item.model_copy(update={"summary_source": "template_fallback", "summary_error": failure}))
+            continue
+        summarised.append(await summarise_with_llm(runtime, db, principal.id, provider, item))
+        failure = summarised[-1].summary_error
+    return MarketAnalysisList(items=summarised)
 
 
 @router.get("/predictions", response_model=Prediction)
@@ -117,37 +142,7 @@ async def predictions(_: ReadUser, market: Market, runtime: RuntimeDep,
     latest closed bar, beside the model's walk-forward out-of-sample scores and the baselines'.
     503 ``model_not_ready`` (with ``Retry-After``) until the model is trained; 404 for an
     unknown symbol; 422 ``insufficient_data`` without enough closed bars."""
-    instrument = market.instrument(symbol)
-    registry = direction_registry(runtime)
-    key = registry.key(market.venue, instrument.symbol, timeframe, horizon)
-    try:
-        model = await asyncio.to_thread(registry.load, key)
-    except ModelRefused as exc:
-        logger.warning("direction model file refused", extra={"reason": str(exc)})
-        model = None
-    if model is None:
-        raise ServiceUnavailable(f"No direction model for {instrument.symbol} {timeframe}, horizon {horizon}, "
-                                 "is trained yet; it is trained by the ai.train_direction job.",
-                                 code="model_not_ready", headers={"Retry-After": str(MODEL_RETRY_AFTER_SECONDS)})
-    found = [b for b in await market.read_candles(instrument.symbol, timeframe, None, None, PREDICTION_BARS + 1)
-             if b.closed][-PREDICTION_BARS:]
-    forecast = await asyncio.to_thread(model.predict, _candles(found)) if len(found) > WARMUP else None
-    if forecast is None:
-        raise Unprocessable(f"Not enough {timeframe} candles of {instrument.symbol} to predict from: "
-                            f"{len(found)} closed bars, {WARMUP + 1} needed.", code="insufficient_data")
-    meta = model.meta
-    walk = meta["scores"]
-    return Prediction(
-        symbol=instrument.symbol, timeframe=timeframe, horizon=horizon, as_of=_rfc3339(found[-1].open_time.timestamp()),
-        last_close=float(found[-1].close), probability_up=round(forecast.probability_up, 6),
-        expected_return=_simple(forecast.expected_return),
-        interval=ReturnInterval(low=_simple(forecast.interval[0]), high=_simple(forecast.interval[1])),
-        scores=ForecastScores(**walk["model"]),
-        baselines={name: ForecastScores(**walk[name]) for name in ("linear", "always_up", "last_direction")},
-        beats_baselines=walk["beats_baselines"],
-        model=DirectionModelInfo(name="direction-lightgbm", trained_at=meta["trained_at"],
-                                 training_window=meta["window"], bars=meta["bars"], features=meta["features"],
-                                 test_bars=walk["test_bars"], folds=walk["folds"]))
+    return await direction_forecast(runtime, market, symbol, timeframe, horizon)
 
 
 @router.post("/sentiment", status_code=status.HTTP_201_CREATED, response_model=SentimentIngested)

@@ -31,6 +31,7 @@ class AnalyzeMarket(Schema):
     symbols: list[str] = Field(min_length=1, max_length=10, description="e.g. ['BTC/USDT', 'ETH-USDT']")
     timeframe: Timeframe = "1h"
     bars: int = Field(default=1000, ge=200, le=5000, description="history analysed, newest bars")
+    horizon: int = Field(default=1, ge=1, le=500, description="bars ahead of the direction model's prediction")
 
 
 class LevelOut(Schema):
@@ -54,7 +55,10 @@ class MarketAnalysis(Schema):
     patterns: list[dict[str, Any]]
     candlesticks: list[dict[str, Any]]
     summary: str
-    summary_source: str  # "template" (an LLM when the operator configures one: not built yet)
+    summary_source: str  # "template", "llm:<provider>" (your active summary model), or "template_fallback"
+    summary_error: str | None = None  # with template_fallback: why the LLM's summary is missing (a problem code)
+    prediction: Prediction | None = None  # the direction model's, from the latest closed bar
+    prediction_reason: str | None = None  # why prediction is null: model_not_ready | insufficient_data
 
 
 class MarketAnalysisList(Schema):

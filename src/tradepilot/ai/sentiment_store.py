@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.ai.models import SentimentText
@@ -28,14 +28,16 @@ def _digest(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
-async def store_texts(session: AsyncSession, model: SentimentModel, user_id: uuid.UUID,
+async def store_texts(session: AsyncSession, model: SentimentModel, user_id: uuid.UUID | None,
                       items: list[tuple[str, set[str], datetime, str]], now: datetime) -> list[dict[str, Any]]:
     """Score every text once and keep one row per (text, symbol); a text already kept for that
-    symbol is reported as a duplicate and not stored again. Returns one answer per text."""
+    symbol is reported as a duplicate and not stored again. Returns one answer per text.
+    ``user_id`` None: texts of the operator's feeds, shared by every user."""
     readings = model.read([text for text, _, _, _ in items])
     digests = [_digest(text) for text, _, _, _ in items]
+    owner = SentimentText.user_id.is_(None) if user_id is None else SentimentText.user_id == user_id
     existing = set((await session.execute(select(SentimentText.symbol, SentimentText.digest).where(
-        SentimentText.user_id == user_id, SentimentText.digest.in_(set(digests))))).all())
+        owner, SentimentText.digest.in_(set(digests))))).all())
     answers = []
     for (text, symbols, published, source), reading, digest in zip(items, readings, digests):
         targets: list[str | None] = sorted(symbols) or [None]
@@ -70,8 +72,10 @@ def _summary(rows: list[SentimentText]) -> dict[str, Any]:
 
 async def sentiment_over_time(session: AsyncSession, user_id: uuid.UUID, symbol: str | None, start: datetime,
                               end: datetime, interval: str) -> dict[str, Any]:
-    """The mean score and label counts per period, and over the whole range."""
-    query = select(SentimentText).where(SentimentText.user_id == user_id, SentimentText.published_at >= start,
+    """The mean score and label counts per period, and over the whole range: the user's texts
+    and the operator's feeds' (no user)."""
+    mine_or_feeds = or_(SentimentText.user_id == user_id, SentimentText.user_id.is_(None))
+    query = select(SentimentText).where(mine_or_feeds, SentimentText.published_at >= start,
                                         SentimentText.published_at < end)
     query = query.where(SentimentText.symbol.is_(None) if symbol is None else SentimentText.symbol == symbol)
     rows = list((await session.scalars(query.order_by(SentimentText.published_at))).all())

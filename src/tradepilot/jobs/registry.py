@@ -26,6 +26,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "tradepilot.strategies.backtest_job",
     "tradepilot.strategies.optimize.job",
     "tradepilot.ai.direction_job",
+    "tradepilot.ai.feeds_job",
 )
 
 

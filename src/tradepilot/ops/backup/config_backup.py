@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from tradepilot.config import ENV_PREFIX, Settings
 
@@ -69,4 +69,6 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, BaseModel):  # e.g. an LLM provider: its fields, as the env var's JSON takes them
+        return value.model_dump(mode="json")
     return str(value)

@@ -65,7 +65,11 @@ EXPORTED: dict[str, Rows] = {
     "strategy_run": Rows("user_id"),
     "strategy_optimization": Rows("user_id"),
     "ai_sentiment_text": Rows("user_id"),
+    "ai_active_model": Rows("user_id"),
+    "ai_llm_call": Rows("user_id"),
     "live_reconciliation_run": Rows("user_id"),
+    "signal": Rows("user_id"),
+    "signal_webhook": Rows("user_id", omit=frozenset({"secret_hash"})),  # a credential's hash
 }
 
 NOT_EXPORTED: dict[str, str] = {
@@ -75,6 +79,7 @@ NOT_EXPORTED: dict[str, str] = {
     "two_factor_email_code": "holds only hashes of emailed login codes",
     "user_event_seq": "an internal counter of the user's event numbers (the events are exported)",
     "telegram_link_code": "holds only the hash of a one-time, 15-minute chat linking code",
+    "ai_call_day": "a counter of AI calls per UTC day for the plan's quota (the calls are exported in ai_llm_call)",
     "live_trade_cursor": "reconciliation's bookmark in the exchange's trade list (the fills are exported)",
 }
 

@@ -43,6 +43,7 @@ from tradepilot.identity.models import User
 from tradepilot.identity.principal import AuthUser
 from tradepilot.market.frame import to_ms
 from tradepilot.market.types import TIMEFRAMES, Bar
+from tradepilot.signals.feed import feed_signals
 from tradepilot.strategies.bars import Bars, align
 from tradepilot.strategies.base import EventStrategy, FillEvent, SignalAdapter, SignalStrategy
 from tradepilot.strategies.catalog import build_strategy
@@ -217,6 +218,7 @@ class LiveRunner:
             return await self._commit(run, bar_time, None, [])  # not on every symbol: nothing to decide
         snap = await self._snapshot(run)
         ctx = self._context(run, windows, snap)
+        await feed_signals(self.runtime, self.strategy, run, bar_time)  # a signal-trading strategy's input
         self._start(ctx, run)
         assert self.strategy is not None
         self._call("on_bar", self.strategy.on_bar, ctx, len(next(iter(windows.values()))) - 1)
