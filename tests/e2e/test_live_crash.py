@@ -49,7 +49,8 @@ async def _login(http: httpx.AsyncClient) -> dict[str, str]:
 async def _crash_and_restart(env: dict[str, str], cwd: Path, database_url: str) -> None:
     fake = await FakeBinanceSpot().start()
     env = {**env, "TRADEPILOT_LIVE_EXCHANGE_REST_URL": fake.rest_url, "TRADEPILOT_LEASE_TTL_SECONDS": "5",
-           "TRADEPILOT_LIVE_RECONCILE_INTERVAL_SECONDS": "2", "TRADEPILOT_RATE_LIMIT_ENABLED": "false"}
+           "TRADEPILOT_LIVE_RECONCILE_INTERVAL_SECONDS": "2", "TRADEPILOT_RATE_LIMIT_ENABLED": "false",
+           "TRADEPILOT_LIVE_USER_STREAM_ENABLED": "false"}  # the fake serves REST only
     await asyncio.to_thread(tradepilot, ["migrate"], env, cwd)
     fake.add_account(API_KEY, SECRET, {"USDT": "10000", "BNB": "1"})
     server = await _start(env, cwd)

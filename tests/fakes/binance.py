@@ -48,7 +48,8 @@ INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "4h
 def _symbol_info(symbol: str, base: str, quote: str, tick: str, step: str, status: str = "TRADING") -> dict:
     return {
         "symbol": symbol, "status": status, "baseAsset": base, "baseAssetPrecision": 8, "quoteAsset": quote,
-        "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+        "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
+                                                                  "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
         "icebergAllowed": True, "ocoAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
         "permissions": [], "permissionSets": [["SPOT"]],
         "filters": [

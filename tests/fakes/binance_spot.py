@@ -21,6 +21,10 @@ not exist" that many times for an order the venue just took), :meth:`rate_limit_
 418 with ``Retry-After``), :meth:`malform_next` (change the next answer of an endpoint: a NaN,
 a negative or huge number, a missing field), :meth:`fail_next` (any status and body), :attr:`on_order_taken` (called
 with an order the venue took, before it is answered: a test kills its client there).
+Conditional orders (``STOP_LOSS``, ``STOP_LOSS_LIMIT``, ``TAKE_PROFIT``, ``TAKE_PROFIT_LIMIT``
+with ``stopPrice``) wait with ``isWorking: false`` — refused (-2010) if they would trigger at once
+— until :meth:`move_price` moves the market through their stop: then a ``STOP_LOSS`` /
+``TAKE_PROFIT`` fills as a market order on the moved book, a ``_LIMIT`` one works at its price.
 :meth:`place_by_hand` and :meth:`cancel_by_hand` act as the account's owner would on the
 exchange's own site (reconciliation must find and respect such orders).
 :attr:`requests` lists what was asked, :attr:`orders` what exists.
@@ -44,6 +48,8 @@ from tests.fakes.binance import SYMBOLS
 
 ZERO = Decimal(0)
 SERVER_TIME = 1723161600000
+STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+LIMIT_PRICED = ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")  # match at their price once working
 
 
 def _s(value: Decimal) -> str:
@@ -78,6 +84,8 @@ class FakeOrder:
     fills: list[dict[str, Any]] = field(default_factory=list)
     time: int = SERVER_TIME
     lookups_hidden: int = 0  # GET /order answers "does not exist" this many more times
+    stop_price: Decimal | None = None  # STOP_LOSS(_LIMIT) / TAKE_PROFIT(_LIMIT): the trigger
+    working: bool = True  # False: a stop order waiting for its trigger (Binance's isWorking)
 
     def as_json(self) -> dict[str, Any]:
         return {"symbol": self.symbol, "orderId": self.order_id, "orderListId": -1,
@@ -85,8 +93,8 @@ class FakeOrder:
                 "origQty": _s(self.quantity), "executedQty": _s(self.executed),
                 "cummulativeQuoteQty": _s(self.quote), "status": self.status,
                 "timeInForce": self.time_in_force or "GTC", "type": self.type, "side": self.side,
-                "stopPrice": "0.00000000", "icebergQty": "0.00000000", "time": self.time,
-                "updateTime": self.time, "isWorking": True, "workingTime": self.time,
+                "stopPrice": _s(self.stop_price or ZERO), "icebergQty": "0.00000000", "time": self.time,
+                "updateTime": self.time, "isWorking": self.working, "workingTime": self.time if self.working else -1,
                 "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER"}
 
 
@@ -104,6 +112,7 @@ class FakeBinanceSpot:
             "ETHUSDT": {"bids": [(Decimal(2999), Decimal(10))], "asks": [(Decimal(3001), Decimal(10))]},
         }
         self.fee_rate = Decimal("0.001")
+        self.last_prices: dict[str, Decimal] = {}  # what stop orders trigger on (default: the book's mid)
         self.fee_asset: str | None = None
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, endpoint, params)
         self.hide_fresh_orders = 0
@@ -270,12 +279,22 @@ class FakeBinanceSpot:
         price = Decimal(params["price"]) if "price" in params else None
         order = FakeOrder(account.api_key, next(self._ids), client_id, symbol, params["side"], params["type"],
                           quantity, price, params.get("timeInForce"))
+        if order.type in STOP_TYPES:
+            if "stopPrice" not in params or (order.type in LIMIT_PRICED and price is None):
+                return web.json_response({"code": -1102, "msg": "Mandatory parameter 'stopPrice' was not sent."},
+                                         status=400)
+            order.stop_price, order.working = Decimal(params["stopPrice"]), False
+            if self._triggers(order, self.last_price(symbol)):
+                return web.json_response({"code": -2010, "msg": "Stop price would trigger immediately."},
+                                         status=400)
+        elif order.type not in ("MARKET", "LIMIT"):
+            return web.json_response({"code": -1116, "msg": "Invalid orderType."}, status=400)
         base, quote = self._assets(symbol)
-        levels = self._takeable(order)
+        levels = self._takeable(order) if order.working else []
         cost = sum((p * q for p, q in levels), ZERO)
         need_asset, need = (quote, cost) if order.side == "BUY" else (base, quantity)
-        if order.type == "LIMIT" and order.side == "BUY":
-            need = quantity * (price or ZERO)
+        if order.side == "BUY" and order.type != "MARKET":
+            need = quantity * (price or order.stop_price or ZERO)
         if need > self._free(account, need_asset):
             return web.json_response({"code": -2010, "msg": "Account has insufficient balance for requested action."},
                                      status=400)
@@ -350,6 +369,45 @@ class FakeBinanceSpot:
         self._execute(account, order, Decimal(price) if price else order.price or ZERO, Decimal(quantity),
                       maker=True)
 
+    def last_price(self, symbol: str) -> Decimal:
+        """The price stop orders compare with: the last one :meth:`move_price` set, else the book's mid."""
+        if symbol in self.last_prices:
+            return self.last_prices[symbol]
+        book = self.books.get(symbol, {"bids": [], "asks": []})
+        if not book["bids"] or not book["asks"]:
+            return ZERO
+        return (book["bids"][0][0] + book["asks"][0][0]) / 2
+
+    def move_price(self, symbol: str, price: str, depth: str = "10") -> list[FakeOrder]:
+        """The market trades at ``price``: the book moves there (one level each side, ``depth``
+        deep) and every waiting stop order it crosses triggers — a STOP_LOSS / TAKE_PROFIT
+        becomes a market order and fills on that book, a ``_LIMIT`` one starts working at its
+        price (filling what crosses). Returns the orders that triggered."""
+        level = Decimal(price)
+        self.last_prices[symbol] = level
+        self.books[symbol] = {"bids": [(level, Decimal(depth))], "asks": [(level, Decimal(depth))]}
+        triggered = []
+        for order in [o for o in self.orders if o.symbol == symbol and o.status == "NEW" and not o.working]:
+            if not self._triggers(order, level):
+                continue
+            order.working = True
+            triggered.append(order)
+            for level_price, level_qty in self._takeable(order):
+                self._execute(self.accounts[order.api_key], order, level_price, level_qty)
+            if order.type in ("STOP_LOSS", "TAKE_PROFIT") and order.executed < order.quantity:
+                order.status = "EXPIRED"
+        return triggered
+
+    @staticmethod
+    def _triggers(order: FakeOrder, price: Decimal) -> bool:
+        """Binance spot: a stop-loss sells when the price falls to its stop (buys when it rises
+        to it); a take-profit the other way round."""
+        assert order.stop_price is not None
+        if price <= 0:
+            return False
+        falling = (order.side == "SELL") == order.type.startswith("STOP_LOSS")
+        return price <= order.stop_price if falling else price >= order.stop_price
+
     def _assets(self, symbol: str) -> tuple[str, str]:
         info = next(s for s in SYMBOLS if s["symbol"] == symbol)
         return info["baseAsset"], info["quoteAsset"]
@@ -375,7 +433,7 @@ class FakeBinanceSpot:
     def _reservation(self, order: FakeOrder) -> tuple[str, Decimal]:
         base, quote = self._assets(order.symbol)
         rest = order.quantity - order.executed
-        return (quote, rest * (order.price or ZERO)) if order.side == "BUY" else (base, rest)
+        return (quote, rest * (order.price or order.stop_price or ZERO)) if order.side == "BUY" else (base, rest)
 
     def _takeable(self, order: FakeOrder) -> list[tuple[Decimal, Decimal]]:
         book = self.books.get(order.symbol, {"bids": [], "asks": []})
@@ -384,7 +442,7 @@ class FakeBinanceSpot:
         for price, qty in levels:
             if left <= 0:
                 break
-            if order.type == "LIMIT" and order.price is not None and (
+            if order.type in LIMIT_PRICED and order.price is not None and (
                     (order.side == "BUY" and price > order.price) or (order.side == "SELL" and price < order.price)):
                 break
             take = min(left, qty)

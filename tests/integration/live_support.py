@@ -20,7 +20,8 @@ from tradepilot.core.clock import TestClock
 LIVE_SETTINGS: dict[str, Any] = {
     "live_request_timeout_seconds": 3.0, "live_lookup_backoff_seconds": 0.05, "live_lookup_attempts": 3,
     "live_reconcile_enabled": True, "live_reconcile_interval_seconds": 600, "live_reconcile_poll_seconds": 0.05,
-    "live_pending_grace_seconds": 60}
+    "live_pending_grace_seconds": 60,
+    "live_user_stream_enabled": False}  # no user-data stream unless a test serves one (test_live_user_stream)
 
 
 @contextlib.asynccontextmanager

@@ -112,7 +112,7 @@ async def test_cancel_all_cancels_every_platform_order_on_the_exchange_never_an_
     assert len(fake.sent("DELETE", "order")) == 2 and by_hand.status == "NEW"
 
 
-async def test_panic_cancels_the_platform_orders_and_refuses_to_sell_a_live_position_blind(
+async def test_panic_cancels_the_platform_orders_and_sells_what_the_platform_bought(
         client: httpx.AsyncClient, fake: FakeBinanceSpot, runtime: Any) -> None:
     tokens, aid, mine, by_hand, external = await two_resting_and_one_by_hand(client, fake)
     bought = await client.post(ORDERS, headers=bearer(tokens), json={
@@ -126,10 +126,12 @@ async def test_panic_cancels_the_platform_orders_and_refuses_to_sell_a_live_posi
     assert (sorted(body["canceled"]), body["canceled_count"], body["not_canceled"]) == (
         sorted(o["id"] for o in mine), 2, [])
     [close] = body["closes"]
-    assert (close["account_id"], close["symbol"], close["quantity"], close["status_code"], close["order"]) == (
-        aid, "BTC/USDT", "0.01", 422, None)
-    assert close["error"]["code"] == "live_account_not_supported"
-    assert len(fake.sent("POST", "order")) == placed  # nothing sold
+    assert (close["account_id"], close["symbol"], close["quantity"], close["status_code"], close["error"]) == (
+        aid, "BTC/USDT", "0.01", 201, None)
+    assert (close["order"]["side"], close["order"]["type"], close["order"]["status"]) == ("sell", "market", "filled")
+    [sold] = fake.sent("POST", "order")[placed:]  # one market sell of the platform's 0.01, by its tp- id
+    assert (sold["side"], sold["type"], D(sold["quantity"])) == ("SELL", "MARKET", D("0.01"))
+    assert sold["newClientOrderId"] == f"tp-{uuid.UUID(close['order']['id']).hex}"
     await assert_only_mine_cancelled(client, tokens, aid, fake, runtime, mine, by_hand, external)
 
 

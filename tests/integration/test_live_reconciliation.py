@@ -191,9 +191,11 @@ async def test_hand_placed_orders_are_external_move_balances_and_are_never_cance
     resp = await client.post("/api/trading/panic", headers=bearer(tokens),
                              json={"account_id": aid, "close_positions": True})
     assert resp.status_code == 200 and resp.json()["canceled_count"] == 0, resp.text
+    [close] = resp.json()["closes"]  # only the platform's own 0.01 is sold, not the 0.014 bought by hand
+    assert (close["quantity"], close["status_code"], close["order"]["status"]) == ("0.01", 201, "filled")
     resp = await client.delete(f"{ORDERS}/{hand_open['id']}", headers=bearer(tokens))
     assert resp.status_code == 422 and resp.json()["code"] == "external_order", resp.text
-    assert (len(fake.sent("DELETE", "order")), len(fake.sent("POST", "order"))) == sent
+    assert (len(fake.sent("DELETE", "order")), len(fake.sent("POST", "order"))) == (sent[0], sent[1] + 1)
     assert resting.status == "PARTIALLY_FILLED"
     assert (await client.get(f"{ORDERS}/{hand_open['id']}", headers=bearer(tokens))).json()["status"] == \
         "partially_filled"

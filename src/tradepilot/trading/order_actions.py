@@ -287,8 +287,9 @@ class CloseResult:
 
 async def close_positions(service: OrderService, session: AsyncSession, principal: AuthUser, *,
                           account_id: uuid.UUID | None) -> list[CloseResult]:
-    """Sell every long spot position of the caller at market (reduce-only, through
-    ``OrderService.place``), each in its own savepoint; allowed while the platform is halted."""
+    """Sell every long spot position of the caller's paper accounts at market (reduce-only, through
+    ``OrderService.place``), each in its own savepoint; allowed while the platform is halted.
+    Live accounts' positions are ``live.closing``'s (the exchange first, no transaction held)."""
     results: list[CloseResult] = []
     accounts = await owned_accounts(session, principal, account_id)
     if not accounts:
@@ -299,13 +300,7 @@ async def close_positions(service: OrderService, session: AsyncSession, principa
     live = set(await session.scalars(select(TradingAccount.id).where(
         TradingAccount.id.in_(accounts), TradingAccount.kind == AccountKind.LIVE)))
     for position in positions:
-        if position.account_id in live:  # not sold blind: the holding may be partly the user's own
-            refused = Unprocessable(
-                "Closing positions at market is not available on live accounts yet: the open orders were "
-                "cancelled; sell on the exchange or with POST /orders (docs/exchanges.md).",
-                code="live_account_not_supported")
-            results.append(CloseResult(position.account_id, position.symbol, position.quantity, refused.status,
-                                       error=problem_of(refused)))
+        if position.account_id in live:  # live.closing sells only the platform-held part, outside this transaction
             continue
         free = next((b.free for b in await ledger.get_balances(session, position.account_id)
                      if b.asset == position.base_asset), ZERO)

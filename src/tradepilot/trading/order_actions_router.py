@@ -20,6 +20,8 @@ from tradepilot.trading.deps import TradeUser
 from tradepilot.trading.execution import order_payload
 from tradepilot.trading.halt import current_halt
 from tradepilot.trading.live.bulk_cancel import LiveCancelOutcome, cancel_live_orders
+from tradepilot.trading.live.closing import close_live_positions
+from tradepilot.trading.live.modify import LiveModify
 from tradepilot.trading.order_groups import legs_of
 from tradepilot.trading.order_models import Order, OrderStatus
 from tradepilot.trading.order_router import Orders, OwnedOrder, order_out
@@ -58,7 +60,12 @@ async def order_with_legs(db: AsyncSession, row: Order) -> OrderOut:
 async def modify_order(body: OrderModify, order: OwnedOrder, principal: TradeUser, db: DbSession,
                        orders: Orders) -> OrderOut:
     """Change price, quantity, stop price or trail of an open order: same id, `revision` + 1, the
-    reservation adjusted exactly. Idempotent by nature; send `revision` for optimistic concurrency."""
+    reservation adjusted exactly. Idempotent by nature; send `revision` for optimistic concurrency.
+    On a live account: cancel-replace on the exchange (409 `order_filled_during_modify` if it filled
+    meanwhile, with the fills recorded; docs/exchanges.md)."""
+    if order.venue.startswith("live:"):
+        await db.commit()  # end the ownership read: nothing is held across the network
+        return order_out(await LiveModify(orders.live).modify(order, body))
     row = await order_actions.modify(orders, db, order, body)
     out = order_out(row)
     await db.commit()
@@ -132,7 +139,8 @@ async def panic(idem: Idempotency, body: PanicIn, principal: TradeUser, db: DbSe
     """Stops your running strategies, cancels every open order of yours (all accounts, or
     `account_id`'s; on a live account each platform order on the exchange, one by one, never an
     external one), committed first; then, with `close_positions`, sells each long position at
-    market (reduce-only; not on live accounts yet: 422 `live_account_not_supported` per position). Works while the
+    market (reduce-only; on a live account only the quantity TradePilot's own fills hold, never the user's
+    other holdings: `nothing_to_close` when there is none). Works while the
     platform is halted: cancels and reduce-only closes only reduce risk. Accepts `Idempotency-Key`."""
     if idem.replay is not None:
         return idem.replay
@@ -142,10 +150,14 @@ async def panic(idem: Idempotency, body: PanicIn, principal: TradeUser, db: DbSe
     await db.commit()  # the cancels stand whatever happens to the closes
     live = await cancel_live_orders(orders, principal, account_id=body.account_id)
     canceled_ids = [r.id for r in canceled] + canceled_live(live)
+    # live positions first: their sells go to the exchange with no transaction of this request open
+    live_closes = await close_live_positions(orders, principal, account_id=body.account_id) \
+        if body.close_positions else []
     halted = (await current_halt(db)).halted
     closes = []
     if body.close_positions:
-        for result in await order_actions.close_positions(orders, db, principal, account_id=body.account_id):
+        for result in live_closes + await order_actions.close_positions(orders, db, principal,
+                                                                        account_id=body.account_id):
             closes.append(PanicCloseOut(account_id=result.account_id, symbol=result.symbol, quantity=result.quantity,
                                         status_code=result.status_code, error=result.error,
                                         order=None if result.order is None else OrderOut.of(

@@ -104,6 +104,13 @@ PERMISSION_READERS: dict[str, Callable[[Any], Awaitable[KeyPermissions]]] = {"bi
 ORDER_TRADES_PARAMS: dict[str, Callable[[str], dict[str, Any]]] = {"binance": lambda oid: {"orderId": oid}}
 # Exchanges whose trade ids are integers increasing per symbol, asked after with a cursor
 TRADE_ID_CURSORS = frozenset({"binance"})
+# Per exchange: the conditional order types it keeps and triggers itself, and the ccxt
+# parameter that carries the trigger (ccxt's binance turns ``market`` / ``limit`` with
+# ``stopLossPrice`` into STOP_LOSS / STOP_LOSS_LIMIT, with ``takeProfitPrice`` into
+# TAKE_PROFIT / TAKE_PROFIT_LIMIT, and sends the price as ``stopPrice``)
+NATIVE_STOPS: dict[str, dict[str, tuple[str, str]]] = {"binance": {
+    "stop": ("market", "stopLossPrice"), "stop_limit": ("limit", "stopLossPrice"),
+    "take_profit": ("market", "takeProfitPrice"), "take_profit_limit": ("limit", "takeProfitPrice")}}
 
 
 def trade_number(trade: VenueTrade) -> int:
@@ -130,13 +137,17 @@ class LiveVenues:
     def exchange(self, exchange_id: str, credentials: Credentials) -> LiveExchange:
         client = create_exchange(exchange_id, websocket=False, rest_url=self.settings.live_exchange_rest_url,
                                  credentials=credentials.for_ccxt())
+        return LiveExchange(self, exchange_id, self.configure(client))
+
+    def configure(self, client: Any) -> Any:
+        """What every ccxt client of a live account needs (REST here, ccxt.pro in ``user_stream``)."""
         client.number = str  # exact: the exchange's own number strings, never floats
         client.logger, client.verbose = _CCXT_LOGGER, False  # no request (and its key) in any log
         client.timeout = int(self.settings.live_request_timeout_seconds * 1000)
         # reconciliation asks for every open order at once (Binance: one heavier request
         # instead of one per symbol); ccxt refuses that unless told it is meant
         client.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
-        return LiveExchange(self, exchange_id, client)
+        return client
 
     @asynccontextmanager
     async def open(self, account: TradingAccount) -> AsyncIterator[LiveExchange]:
@@ -244,11 +255,19 @@ class LiveExchange:
 
     async def create_order(self, *, symbol: str, type: str, side: str, quantity: Decimal,
                            price: Decimal | None, client_order_id: str,
-                           time_in_force: str | None = None) -> VenueOrder:
-        """Send an order once. ``OutcomeUnknown`` if the answer is lost: look it up, never resend."""
+                           time_in_force: str | None = None, stop_price: Decimal | None = None) -> VenueOrder:
+        """Send an order once. ``OutcomeUnknown`` if the answer is lost: look it up, never resend.
+        A conditional type (``stop``, ``take_profit``…) goes as the exchange's own (``NATIVE_STOPS``)."""
         await self._ensure_markets()
         params: dict[str, Any] = {"newClientOrderId": client_order_id} if self.venue == "binance" \
             else {"clientOrderId": client_order_id}
+        native = NATIVE_STOPS.get(self.venue, {}).get(type)
+        if native is not None:
+            if stop_price is None:
+                raise ExchangeBadRequest("A conditional order needs its stop price.", venue=self.venue,
+                                         code="invalid_order")
+            type, trigger_param = native
+            params[trigger_param] = format(stop_price, "f")
         if time_in_force is not None and type == "limit":
             params["timeInForce"] = time_in_force.upper()
         raw = await self._call(lambda: self._client.create_order(

@@ -22,8 +22,15 @@ If the lookups do not find it either, the order stays ``pending_new`` with its r
 (``reconciliation.py``) settles it. A rejection (insufficient funds, invalid order, a rate limit —
 Binance refuses those before acting) ends the order ``rejected`` and answers the error.
 
-Only ``market`` and ``limit`` orders without ``quote_quantity`` or ``post_only`` go to an
-exchange in this slice; anything else is 422 ``order_type_not_supported``.
+``market`` and ``limit`` orders go to any supported exchange; ``stop``, ``stop_limit``,
+``take_profit`` and ``take_profit_limit`` to an exchange that keeps and triggers them itself
+(``exchange.NATIVE_STOPS``: Binance spot's STOP_LOSS(_LIMIT) / TAKE_PROFIT(_LIMIT)), so they work
+even while TradePilot is down. Anything else (trailing stops, brackets, OCO, ``quote_quantity``,
+``post_only``) is 422 ``order_type_not_supported``.
+
+A modified order (``live.modify``: cancel-replace) is sent again under a new client id
+``tp-<order id hex><revision>``: the exchange refuses to reuse one, and reconciliation must tell
+the replacement from the order it replaced.
 """
 
 from __future__ import annotations
@@ -67,7 +74,7 @@ from tradepilot.trading.live.errors import (
     ExchangeRateLimited,
     MalformedAnswer,
 )
-from tradepilot.trading.live.exchange import LiveExchange
+from tradepilot.trading.live.exchange import NATIVE_STOPS, LiveExchange
 from tradepilot.trading.live.post_restore import ensure_reconciled_since_restore
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Order, OrderSource, OrderStatus
@@ -88,9 +95,35 @@ Finish = Callable[[AsyncSession, Order, int], Awaitable[Any]]  # (session, order
 OnRecord = Callable[[AsyncSession, Order], Awaitable[None]]  # inside step 1's transaction (a run's fence)
 
 
-def client_order_id(order_id: uuid.UUID) -> str:
-    """The id the exchange knows a platform order by: ``tp-`` + 32 hex digits (35 characters)."""
-    return f"{CLIENT_ID_PREFIX}{order_id.hex}"
+REVISION_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+MAX_LIVE_REVISION = len(REVISION_DIGITS) - 1  # one character left within Binance's 36
+
+
+def client_order_id(order_id: uuid.UUID, revision: int = 0) -> str:
+    """The id the exchange knows a platform order by: ``tp-`` + 32 hex digits (35 characters);
+    a replacement (revision ≥ 1, ``live.modify``) adds one base-62 digit (36)."""
+    if not revision:
+        return f"{CLIENT_ID_PREFIX}{order_id.hex}"
+    return f"{CLIENT_ID_PREFIX}{order_id.hex}{REVISION_DIGITS[revision]}"
+
+
+def parse_client_order_id(client_id: str | None) -> tuple[uuid.UUID, int] | None:
+    """``(platform order id, revision)`` inside a ``tp-`` client order id; None: not one of ours."""
+    if not client_id or not client_id.startswith(CLIENT_ID_PREFIX):
+        return None
+    body = client_id[len(CLIENT_ID_PREFIX):]
+    digits, suffix = body[:32], body[32:]
+    if len(suffix) > 1 or (suffix and suffix not in REVISION_DIGITS[1:]):
+        return None
+    try:
+        return uuid.UUID(hex=digits), REVISION_DIGITS.index(suffix) if suffix else 0
+    except ValueError:
+        return None
+
+
+def row_client_id(row: Order) -> str:
+    """The client id of the order's current revision on the exchange."""
+    return client_order_id(row.id, row.revision)
 
 
 def live_venue_name(exchange_id: str) -> str:
@@ -115,11 +148,16 @@ class LivePlacement:
     # --- the checks before anything is written ------------------------------------------------
 
     @staticmethod
-    def check_supported(body: OrderCreate) -> None:
+    def check_supported(body: OrderCreate, exchange_id: str) -> None:
         if body.is_group:
             raise unsupported("Brackets and OCO orders are not available on live accounts yet.")
-        if body.type not in LIVE_TYPES:
-            raise unsupported(f"{body.type} orders are not available on live accounts yet: use market or limit.")
+        native = NATIVE_STOPS.get(exchange_id, {})
+        if body.type == OrderType.TRAILING_STOP and body.side != "sell":
+            raise unsupported("Trailing stops on live accounts are sells (a long position's exit): TradePilot "
+                              "emulates them and cannot top up a buy's reservation when it fires.")
+        if body.type not in LIVE_TYPES and body.type not in native and body.type != OrderType.TRAILING_STOP:
+            kinds = ", ".join(["market", "limit", *native, "trailing_stop (sell)"])
+            raise unsupported(f"{body.type} orders are not available on {exchange_id} accounts yet: use {kinds}.")
         if body.quote_quantity is not None:
             raise unsupported("quote_quantity is not available on live accounts yet: give quantity.")
         if body.post_only:
@@ -136,10 +174,10 @@ class LivePlacement:
             raise Unprocessable(problem[1], code=problem[0])
         book = await exchange.order_book(instrument.symbol)
         side = book.asks if body.side == "buy" else book.bids
-        check_filters(instrument, OrderAmounts(quantity=body.quantity, price=body.price, stop_price=None,
+        check_filters(instrument, OrderAmounts(quantity=body.quantity, price=body.price, stop_price=body.stop_price,
                                                quote_quantity=None),
                       reference_price=side[0][0] if side else None)
-        if body.type == OrderType.MARKET and not side:
+        if body.type in (OrderType.MARKET, OrderType.TRAILING_STOP) and not side:
             raise Unprocessable(f"The exchange's book for {instrument.symbol} is empty on the {body.side} side.",
                                 code="no_liquidity")
         return Prepared(body, instrument, book, None)
@@ -147,22 +185,32 @@ class LivePlacement:
     # --- placing -------------------------------------------------------------------------------------
 
     async def place(self, principal: AuthUser, body: OrderCreate, account: TradingAccount,
-                    finish: Finish, on_record: OnRecord | None = None) -> Any:
+                    finish: Finish, on_record: OnRecord | None = None, *, halt_exempt: bool = False) -> Any:
         """Place ``body`` on the live ``account``; ``finish(session, order, status)`` renders the
         answer inside the transaction that records the outcome (the Idempotency-Key's answer is
         stored with the order's final state). ``on_record(session, order)`` runs inside step 1's
         transaction before anything is sent: a strategy run fences it with its lease and
-        attributes the order there (raising aborts: nothing recorded, nothing sent)."""
-        self.check_supported(body)
+        attributes the order there (raising aborts: nothing recorded, nothing sent). ``halt_exempt``:
+        the panic button's reduce-only closes, allowed while the platform is halted."""
+        self.check_supported(body, account.venue)
         await ensure_reconciled_since_restore(self.runtime, account.id)  # a restored database is stale
         async with live_venues(self.runtime).open(account) as exchange:
             prepared = await self.prepare(exchange, body)
-            row_id = await self._record(principal, prepared, account.id, on_record)
+            row_id = await self._record(principal, prepared, account.id, on_record, halt_exempt=halt_exempt)
+            if body.type == OrderType.TRAILING_STOP:  # kept by the platform until it fires (live/emulation.py)
+                # imported here: live/emulation.py builds on this module
+                from tradepilot.trading.live.emulation import accept_emulated
+                assert prepared.book is not None and prepared.book.bids  # checked in prepare
+                await accept_emulated(self, row_id, prepared.book.bids[0][0])
+                async with self.runtime.db.transaction() as session:
+                    _, row = await self._locked_order(session, row_id)
+                    return await finish(session, row, 201)
             cid = client_order_id(row_id)
             try:
                 answer = await exchange.create_order(
                     symbol=prepared.instrument.symbol, type=body.type, side=body.side, quantity=body.quantity,
-                    price=body.price, client_order_id=cid, time_in_force=body.time_in_force)
+                    price=body.price, client_order_id=cid, time_in_force=body.time_in_force,
+                    stop_price=body.stop_price)
             except (ExchangeBadRequest, ExchangeAuthError, ExchangeRateLimited) as exc:
                 # the exchange answered and did not act (Binance refuses 429/418 before processing)
                 async with self.runtime.db.transaction() as session:
@@ -185,12 +233,13 @@ class LivePlacement:
             return await finish(session, row, 201 if answer is not None else 202)
 
     async def _record(self, principal: AuthUser, prepared: Prepared, account_id: uuid.UUID,
-                      on_record: OnRecord | None = None) -> uuid.UUID:
+                      on_record: OnRecord | None = None, *, halt_exempt: bool = False) -> uuid.UUID:
         """Step 1: the checks under the account's lock, then the order as pending_new with its reservation."""
         service, body, instrument = self.service, prepared.body, prepared.instrument
         async with self.runtime.db.transaction() as session:
             now = self.clock.now()
-            await ensure_not_halted(session)
+            if not halt_exempt:
+                await ensure_not_halted(session)
             account = await service.resolve_account(session, principal, account_id, allow_live=True)
             if body.client_order_id is not None and await session.scalar(select(Order.id).where(
                     Order.account_id == account.id, Order.client_order_id == body.client_order_id)) is not None:
@@ -213,8 +262,9 @@ class LivePlacement:
                         client_order_id=body.client_order_id or client_order_id(order_id),
                         venue=live_venue_name(account.venue), symbol=instrument.symbol, base_asset=base,
                         quote_asset=quote, side=body.side, type=body.type, time_in_force=body.time_in_force,
-                        quantity=body.quantity, quote_quantity=None, price=body.price, stop_price=None,
-                        trail_amount=None, trail_percent=None, post_only=False, reduce_only=body.reduce_only,
+                        quantity=body.quantity, quote_quantity=None, price=body.price, stop_price=body.stop_price,
+                        trail_amount=body.trail_amount, trail_percent=body.trail_percent, post_only=False,
+                        reduce_only=body.reduce_only,
                         status=OrderStatus.PENDING_NEW, filled_quantity=ZERO, filled_notional=ZERO, fees=ZERO,
                         fee_asset=quote, reserved=ZERO, reserved_asset=quote if body.side == "buy" else base,
                         revision=0, seq=0, fill_count=0, triggered=False, event_seq=0, created_at=now,
@@ -289,7 +339,7 @@ class LivePlacement:
         writer = OrderWriter(session, account, now)
         if answer is None:
             await writer.add_event(row, "outcome_unknown", row.status, {
-                "exchange_client_order_id": client_order_id(row.id),
+                "exchange_client_order_id": row_client_id(row),
                 "detail": "the exchange's answer was lost and lookups did not find the order yet"})
             await writer.finish(row)
             return row
@@ -332,9 +382,13 @@ class LivePlacement:
                       fill_count: int, now: Any) -> EngineOrder:
         order = EngineOrder(id=str(row.id), account_id=str(row.account_id), symbol=row.symbol, side=Side(row.side),
                             type=OrderType(row.type), quantity=row.quantity, price=row.price,
+                            stop_price=row.stop_price, trail_amount=row.trail_amount, trail_percent=row.trail_percent,
                             time_in_force=row.time_in_force)  # type: ignore[arg-type]
         order.status, order.filled_quantity, order.filled_notional, order.fees = status, filled, notional, fees
-        order.fill_count, order.accepted_at = fill_count, now
+        order.fill_count, order.accepted_at, order.revision = fill_count, now, row.revision
+        order.water_mark = row.water_mark
+        # a conditional order the exchange keeps: it has triggered there once it trades
+        order.triggered = bool(row.triggered) or (row.stop_price is not None and filled > 0)
         return order
 
     # --- cancelling ------------------------------------------------------------------------------------
@@ -361,7 +415,9 @@ class LivePlacement:
                          row: Order) -> tuple[VenueOrder | None, list[VenueTrade]]:
         """The exchange's side of a cancel, outside any transaction: cancel by client id, or — if
         it has nothing open by that id — the order as it ended there (None: never reached it)."""
-        cid = client_order_id(row.id)
+        if emulated_waiting(row):
+            return None, []  # kept by the platform, never sent: nothing to cancel there
+        cid = row_client_id(row)
         try:
             answer: VenueOrder | None = await exchange.cancel_order(symbol=row.symbol, client_order_id=cid)
         except ExchangeBadRequest as exc:
@@ -376,10 +432,14 @@ class LivePlacement:
         return answer, trades
 
     async def record_cancel(self, order_id: uuid.UUID, answer: VenueOrder | None,
-                            trades: list[VenueTrade]) -> Order:
+                            trades: list[VenueTrade], *, reason: str = "canceled_by_user") -> Order:
         """The exchange's answer to a cancel, recorded in one transaction under the account's lock."""
         async with self.runtime.db.transaction() as session:
             account, current = await self._locked_order(session, order_id)
+            if emulated_waiting(current):  # an emulated trailing stop that has not fired: ends here
+                await OrderWriter(session, account, self.clock.now()).close(current, OrderStatus.CANCELED,
+                                                                            reason=reason)
+                return current
             if not current.is_open or answer is None:
                 return current
             now = self.clock.now()
@@ -393,13 +453,19 @@ class LivePlacement:
             if order.status not in (EngineStatus.FILLED, EngineStatus.CANCELED):
                 order.status = EngineStatus.CANCELED
                 events.append(OrderCanceled(order_id=str(current.id), account_id=str(current.account_id),
-                                            reason="canceled_by_user", filled_quantity=order.filled_quantity, ts=now))
+                                            reason=reason, filled_quantity=order.filled_quantity, ts=now))
             elif order.status == EngineStatus.CANCELED:
                 for event in events:
                     if isinstance(event, OrderCanceled):
-                        event.reason = "canceled_by_user"
+                        event.reason = reason
             await writer.apply(current, order, events)
             return current
+
+
+def emulated_waiting(row: Order) -> bool:
+    """An order the platform keeps for the exchange (a live trailing stop, ``live/emulation.py``)
+    that has not fired: the exchange has never seen it."""
+    return row.type == OrderType.TRAILING_STOP and row.status == OrderStatus.NEW
 
 
 def refuse_external(row: Order) -> None:

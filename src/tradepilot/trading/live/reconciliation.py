@@ -45,11 +45,20 @@ from tradepilot.trading.live.accounts import live_venues
 from tradepilot.trading.live.answers import VenueOrder, VenueTrade
 from tradepilot.trading.live.errors import MalformedAnswer
 from tradepilot.trading.live.exchange import LiveExchange, trade_number
-from tradepilot.trading.live.placement import CLIENT_ID_PREFIX, client_order_id
-from tradepilot.trading.live.reconciliation_models import ReconciliationRun, RunStatus, TradeCursor
-from tradepilot.trading.live.reconciliation_writer import Findings, ReconciliationWriter
+from tradepilot.trading.live.placement import client_order_id, parse_client_order_id
+from tradepilot.trading.live.reconciliation_models import (
+    ReconciliationRun,
+    RunStatus,
+    RunTrigger,
+    TradeCursor,
+)
+from tradepilot.trading.live.reconciliation_writer import (
+    DifferenceKind,
+    Findings,
+    ReconciliationWriter,
+)
 from tradepilot.trading.models import TradingAccount
-from tradepilot.trading.order_models import Order, OrderSource, OrderStatus
+from tradepilot.trading.order_models import Order, OrderEvent, OrderSource, OrderStatus
 
 if TYPE_CHECKING:
     from tradepilot.runtime import Runtime
@@ -69,11 +78,12 @@ class Known:
     status: str
     exchange_order_id: str | None
     filled: Decimal
-    age: float  # seconds since it was created, by the runtime's clock
+    age: float  # seconds since it was last changed (created, or replaced by a modify), by the runtime's clock
+    revision: int = 0  # a live modify sends a replacement under a new client id per revision
 
     @property
     def client_id(self) -> str | None:
-        return client_order_id(self.id) if self.source == OrderSource.PLATFORM else None
+        return client_order_id(self.id, self.revision) if self.source == OrderSource.PLATFORM else None
 
 
 @dataclass(slots=True)
@@ -89,12 +99,8 @@ class Plan:
 
 def platform_id(client_id: str | None) -> uuid.UUID | None:
     """The platform order id inside a ``tp-`` client order id (None: not one of ours)."""
-    if not client_id or not client_id.startswith(CLIENT_ID_PREFIX):
-        return None
-    try:
-        return uuid.UUID(hex=client_id[len(CLIENT_ID_PREFIX):])
-    except ValueError:
-        return None
+    parsed = parse_client_order_id(client_id)
+    return None if parsed is None else parsed[0]
 
 
 class Reconciliation:
@@ -133,6 +139,34 @@ class Reconciliation:
         await writer.record_run(run)
         return run
 
+    async def apply_updates(self, views: list[VenueOrder]) -> ReconciliationRun | None:
+        """Order updates pushed by the user-data stream (``live/user_stream.py``), applied as a run
+        applies what it reads: each order's trades are read from the exchange before anything is
+        written. A platform order's fills are the stream's everyday news, not a difference; anything
+        else found (an external order, an end on the exchange…) is kept as a ``stream`` run."""
+        findings = Findings(ignored=frozenset({DifferenceKind.FILLS_RECORDED}))
+        writer = ReconciliationWriter(self.runtime, self.account_id, self.lease, findings)
+        started = self.clock.now()
+        try:
+            account = await self._account()
+            plan = Plan(settle=[], external=[], missing=[], cursors={}, balances=None)
+            async with live_venues(self.runtime).open(account) as exchange:
+                for view in views:
+                    await self._plan_one(exchange, view, plan)
+            await self._write(writer, plan, uuid.uuid4())
+        except TradePilotError as exc:  # the next periodic run reads these orders again
+            logger.warning("live user-data stream update not applied", extra={
+                "account_id": str(self.account_id), "error": exc.code})
+            return None
+        if not findings.items:
+            return None
+        run = ReconciliationRun(id=uuid.uuid4(), account_id=self.account_id, trigger=RunTrigger.STREAM,
+                                holder=self.lease.holder[:200], lease_token=self.lease.token, started_at=started,
+                                user_id=account.user_id, differences=findings.items, status=RunStatus.DIFFERENCES,
+                                finished_at=self.clock.now())
+        await writer.record_run(run)
+        return run
+
     async def _account(self) -> TradingAccount:
         async with self.runtime.db.read() as session:
             account = await session.get(TradingAccount, self.account_id)
@@ -147,10 +181,11 @@ class Reconciliation:
         now = self.clock.now()
         async with self.runtime.db.read() as session:
             rows = (await session.execute(select(Order.id, Order.symbol, Order.source, Order.status,
-                                                 Order.exchange_order_id, Order.filled_quantity, Order.created_at)
+                                                 Order.exchange_order_id, Order.filled_quantity, Order.updated_at,
+                                                 Order.revision)
                                           .where(Order.account_id == self.account_id, *where))).all()
         return [Known(id=r[0], symbol=r[1], source=r[2], status=r[3], exchange_order_id=r[4], filled=r[5],
-                      age=(now - r[6]).total_seconds()) for r in rows]
+                      age=(now - r[6]).total_seconds(), revision=r[7]) for r in rows]
 
     async def _read(self, exchange: LiveExchange) -> Plan:
         open_orders = await exchange.open_orders()
@@ -212,6 +247,10 @@ class Reconciliation:
         if not view.symbol:
             raise MalformedAnswer("the exchange sent an order without its symbol", venue=exchange.venue)
         row = await self._row_of(view)
+        if row is not None and row.exchange_order_id != view.exchange_id and view.client_order_id != row.client_id:
+            return  # an earlier revision of a modified order: replaced (its end recorded by the modify)
+        if row is not None and await self._being_replaced(row, view):
+            return  # a modify cancelled it a moment ago and is placing its replacement (live/modify.py)
         if row is not None and (row.status in OrderStatus.FINAL or (
                 row.status != OrderStatus.PENDING_NEW and view.is_open and view.filled == row.filled)):
             return  # nothing to change: no write transaction, no lock
@@ -221,6 +260,21 @@ class Reconciliation:
             plan.settle.append((row.id, view, trades))
         else:
             plan.external.append((view, await exchange.instrument(view.symbol), trades))
+
+    async def _being_replaced(self, row: Known, view: VenueOrder) -> bool:
+        """An open platform order whose exchange order just ended cancelled, with nothing new filled,
+        while a modify of it is in flight (its last event ``replace_requested``, younger than the
+        grace age): the modify records it. Older: the modify died, and the run records the cancel."""
+        if row.status not in OrderStatus.OPEN or row.status == OrderStatus.PENDING_NEW or view.is_open:
+            return False
+        if view.status not in ("canceled", "expired") or view.filled != row.filled:
+            return False
+        if row.age >= self.settings.live_pending_grace_seconds:
+            return False
+        async with self.runtime.db.read() as session:
+            last = await session.scalar(select(OrderEvent.type).where(OrderEvent.order_id == row.id)
+                                        .order_by(OrderEvent.seq.desc()).limit(1))
+        return last == "replace_requested"
 
     async def _row_of(self, view: VenueOrder) -> Known | None:
         """The platform's row for an exchange order: by the exchange's id, or by our client id."""

@@ -24,8 +24,10 @@ class RunTrigger:
     STARTUP = "startup"  # the process took the account's lease
     PERIODIC = "periodic"  # every live_reconcile_interval_seconds
     MANUAL = "manual"  # POST /api/trading/accounts/{id}/reconcile
+    RECONNECT = "reconnect"  # the user-data stream (re)subscribed: what it missed meanwhile
+    STREAM = "stream"  # order updates pushed by the user-data stream (recorded only with differences)
 
-    ALL = frozenset({STARTUP, PERIODIC, MANUAL})
+    ALL = frozenset({STARTUP, PERIODIC, MANUAL, RECONNECT, STREAM})
 
 
 class RunStatus:

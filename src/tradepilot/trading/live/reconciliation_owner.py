@@ -7,6 +7,9 @@ which reconciles at once (``startup``: the process just took the account over, a
 restart, a crash or another replica's exit), then every ``live_reconcile_interval_seconds`` by
 the runtime's clock (``periodic``; the loop looks at the clock every
 ``live_reconcile_poll_seconds``, so a test clock drives it), and whenever asked (``manual``).
+Where the exchange has a user-data stream, the holder also follows it (``live/user_stream.py``):
+pushed order updates are applied between runs, and each (re)subscription asks for a full run
+(``reconnect``) to find what the stream missed while it was down.
 A manual request reaching a process that does not hold the lease is passed on over the bus to
 the one that does. Runs of one account never overlap, and every write is fenced by the lease.
 
@@ -28,8 +31,11 @@ from sqlalchemy import select
 
 from tradepilot.core.events import Event
 from tradepilot.core.lease import Lease, LeaseLost, lease_manager
+from tradepilot.trading.live.answers import VenueOrder
+from tradepilot.trading.live.emulation import TrailingEmulator
 from tradepilot.trading.live.reconciliation import Reconciliation
 from tradepilot.trading.live.reconciliation_models import ReconciliationRun, RunTrigger
+from tradepilot.trading.live.user_stream import UserStream
 from tradepilot.trading.models import AccountKind, AccountStatus, TradingAccount
 
 if TYPE_CHECKING:
@@ -55,6 +61,7 @@ class AccountReconciler:
         self.lease: Lease | None = None
         self.wake = asyncio.Event()  # a manual run passed on from another process
         self._running = asyncio.Lock()  # runs of one account never overlap
+        self._missed = False  # the user-data stream was down: the next woken run is a full resync
 
     @property
     def holds(self) -> bool:
@@ -63,23 +70,37 @@ class AccountReconciler:
     async def run(self, lease: Lease) -> None:
         settings, clock = self.runtime.settings, self.runtime.clock
         interval = timedelta(seconds=settings.live_reconcile_interval_seconds)
+        emulation = timedelta(seconds=settings.live_emulation_interval_seconds)
         self.lease = lease
+        stream = asyncio.create_task(UserStream(self.runtime, self.account_id, self._apply_pushed,
+                                                self._resubscribed).run(),
+                                     name=f"live-user-stream:{self.account_id}") \
+            if settings.live_user_stream_enabled else None
         try:
             await self._safely(RunTrigger.STARTUP)
             due = clock.now() + interval
+            emulate_due = clock.now()
             while True:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(settings.live_reconcile_poll_seconds):
                         await self.wake.wait()
                 if self.wake.is_set():
                     self.wake.clear()
-                    await self._safely(RunTrigger.MANUAL)
+                    trigger, self._missed = (RunTrigger.RECONNECT if self._missed else RunTrigger.MANUAL), False
+                    await self._safely(trigger)
                 elif clock.now() >= due:
                     await self._safely(RunTrigger.PERIODIC)
                 else:
+                    if clock.now() >= emulate_due:  # the account's emulated trailing stops (live/emulation.py)
+                        await self._emulate()
+                        emulate_due = clock.now() + emulation
                     continue
                 due = clock.now() + interval
         finally:
+            if stream is not None:
+                stream.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await stream
             self.lease = None
 
     async def reconcile(self, trigger: str) -> ReconciliationRun:
@@ -89,6 +110,33 @@ class AccountReconciler:
             if lease is None or not lease.held:
                 raise LeaseLost(f"{lease_name(self.account_id)} is not held here")
             return await Reconciliation(self.runtime, self.account_id, lease).run(trigger)
+
+    def _resubscribed(self) -> None:
+        """The user-data stream (re)subscribed: a full run finds what it missed while it was down."""
+        self._missed = True
+        self.wake.set()
+
+    async def _apply_pushed(self, views: list[VenueOrder]) -> None:
+        """Order updates from the user-data stream, applied between runs (never during one)."""
+        async with self._running:
+            lease = self.lease
+            if lease is None or not lease.held:
+                raise LeaseLost(f"{lease_name(self.account_id)} is not held here")
+            await Reconciliation(self.runtime, self.account_id, lease).apply_updates(views)
+
+    async def _emulate(self) -> None:
+        """One tick of the emulated trailing stops, never during a run; failures wait for the next tick."""
+        async with self._running:
+            lease = self.lease
+            if lease is None or not lease.held:
+                raise LeaseLost(f"{lease_name(self.account_id)} is not held here")
+            try:
+                await TrailingEmulator(self.runtime, self.account_id, lease).tick()
+            except LeaseLost:
+                raise
+            except Exception:  # the exchange unreachable, a bug: logged, the next tick tries again
+                logger.warning("live trailing-stop emulation tick failed", exc_info=True,
+                               extra={"account_id": str(self.account_id)})
 
     async def _safely(self, trigger: str) -> None:
         try:

@@ -32,7 +32,7 @@ class ReconciliationRunOut(Schema):
     id: uuid.UUID
     account_id: uuid.UUID
     seq: int = Field(description="1, 2, 3… per account")
-    trigger: Literal["startup", "periodic", "manual"]
+    trigger: Literal["startup", "periodic", "manual", "reconnect", "stream"]
     status: Literal["ok", "differences", "failed"]
     differences: list[dict[str, Any]] = Field(description=(
         "What the exchange and the platform disagreed on, and what was done: `kind` (pending_adopted, "

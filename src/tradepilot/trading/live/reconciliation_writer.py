@@ -70,8 +70,11 @@ class Findings:
     """A run's differences, in the order they were found."""
 
     items: list[dict[str, Any]] = field(default_factory=list)
+    ignored: frozenset[str] = frozenset()  # kinds that are no difference for this caller
 
     def add(self, kind: str, detail: str, **fields: Any) -> None:
+        if kind in self.ignored:
+            return
         entry = jsonable({"kind": kind, "detail": detail, **{k: v for k, v in fields.items() if v is not None}})
         self.items.append(entry)
         logger.warning("live reconciliation difference", extra={

@@ -1,0 +1,177 @@
+"""Trailing stops on live accounts, emulated by TradePilot (docs/exchanges.md, "Conditional orders").
+
+Binance spot has a trailing delta on its STOP_LOSS orders, but measured in basis points from
+the price at which the order is activated, which is not TradePilot's trail (an amount, or a
+percentage of the best price since placement). So a live trailing stop is **kept by the
+platform**: it is recorded and accepted here, holding its reservation, and never sent until it
+fires.
+
+* **Who watches.** The process holding the account's reconciliation lease (one per account,
+  ``reconciliation_owner``) ticks :class:`TrailingEmulator` between its runs, every
+  ``live_emulation_interval_seconds`` by the runtime's clock.
+* **The price.** The exchange's own book (``fetch_order_book``): the best bid for a sell — the
+  price its market sell would get. No market-data venue is needed for the account's exchange.
+* **The water mark** moves with the price and is written (``stop_moved``) with the stop price
+  it implies, fenced by the lease: a restart, or another replica taking the account over,
+  continues from the stored mark.
+* **Firing** is one transaction (``triggered``, status ``pending_new``), then ONE market order
+  sent with the order's ``tp-`` client id and recorded like any placement: a lost answer is
+  looked up, never resent. A crash after the status change leaves a ``pending_new`` order that
+  the emulator never picks again (it watches ``new`` orders only) and that reconciliation
+  adopts or ends — so the market order is sent at most once, across restarts.
+
+Only sells (the protective exit of a long spot position) are emulated: a trailing buy's cost
+is unknown until it fires, and a live reservation cannot be topped up on the exchange.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from tradepilot.core.errors import TradePilotError
+from tradepilot.core.lease import Lease
+from tradepilot.trading.engine.orders import OrderType
+from tradepilot.trading.engine.triggers import trail_level
+from tradepilot.trading.execution import OrderWriter, to_engine
+from tradepilot.trading.live.accounts import live_venues
+from tradepilot.trading.live.answers import VenueOrder, VenueTrade
+from tradepilot.trading.live.errors import (
+    ExchangeAuthError,
+    ExchangeBadRequest,
+    ExchangeError,
+    ExchangeRateLimited,
+)
+from tradepilot.trading.live.placement import row_client_id
+from tradepilot.trading.models import TradingAccount
+from tradepilot.trading.order_models import Order, OrderSource, OrderStatus
+
+if TYPE_CHECKING:
+    from tradepilot.runtime import Runtime
+    from tradepilot.trading.live.exchange import LiveExchange
+    from tradepilot.trading.live.placement import LivePlacement
+
+logger = logging.getLogger("tradepilot.trading.live.emulation")
+
+EMULATED_TYPES = frozenset({OrderType.TRAILING_STOP})
+
+
+def fires(row: Order, price: Decimal) -> tuple[Decimal | None, Decimal | None, bool]:
+    """(new water mark, new stop price, fired) of a trailing sell seeing the best bid ``price``;
+    None, None: the mark did not move."""
+    order = to_engine(row)
+    mark, stop = None, None
+    if order.water_mark is None or price > order.water_mark:
+        order.water_mark = price
+        order.stop_price = trail_level(order)
+        mark, stop = order.water_mark, order.stop_price
+    assert order.stop_price is not None
+    return mark, stop, price <= order.stop_price
+
+
+async def accept_emulated(placement: LivePlacement, order_id: uuid.UUID, price: Decimal) -> None:
+    """A live trailing stop, just recorded ``pending_new``: accepted here, its mark the exchange's
+    best bid now — kept by the platform, nothing sent."""
+    async with placement.runtime.db.transaction() as session:
+        account, row = await placement._locked_order(session, order_id)
+        now = placement.clock.now()
+        row.water_mark = price
+        row.stop_price = trail_level(to_engine(row))
+        row.status, row.accepted_at = OrderStatus.NEW, now
+        writer = OrderWriter(session, account, now)
+        await writer.add_event(row, "accepted", OrderStatus.NEW, {
+            "emulated": True, "water_mark": price, "stop_price": row.stop_price})
+        await writer.finish(row)
+
+
+class TrailingEmulator:
+    """One tick over the account's emulated orders, by the holder of its lease."""
+
+    def __init__(self, runtime: Runtime, account_id: uuid.UUID, lease: Lease) -> None:
+        self.runtime = runtime
+        self.account_id = account_id
+        self.lease = lease
+        self.placement: LivePlacement = runtime.services["orders"].live
+
+    async def tick(self) -> list[uuid.UUID]:
+        """Move marks and fire what the price crossed; returns the orders fired."""
+        async with self.runtime.db.read() as session:
+            rows = list(await session.scalars(select(Order).where(
+                Order.account_id == self.account_id, Order.type.in_(EMULATED_TYPES),
+                Order.status == OrderStatus.NEW, Order.source == OrderSource.PLATFORM)
+                .order_by(Order.created_at, Order.id)))
+            account = await session.get(TradingAccount, self.account_id) if rows else None
+            for row in rows:
+                session.expunge(row)
+            if account is not None:
+                session.expunge(account)
+        if not rows or account is None:
+            return []
+        fired: list[uuid.UUID] = []
+        async with live_venues(self.runtime).open(account) as exchange:
+            prices: dict[str, Decimal | None] = {}
+            for row in rows:
+                if row.symbol not in prices:
+                    book = await exchange.order_book(row.symbol, 5)
+                    prices[row.symbol] = book.bids[0][0] if book.bids else None
+                price = prices[row.symbol]
+                if price is None:
+                    continue
+                mark, stop, fire = fires(row, price)
+                if not await self._mark(row.id, row.revision, mark, stop, price if fire else None):
+                    continue
+                if fire:
+                    await self._send(exchange, row)
+                    fired.append(row.id)
+        return fired
+
+    async def _mark(self, order_id: uuid.UUID, revision: int, mark: Decimal | None, stop: Decimal | None,
+                    fired_at: Decimal | None) -> bool:
+        """The moved mark and/or the firing, in one transaction fenced by the lease; False if the
+        order changed meanwhile (cancelled, modified): it is looked at again next tick."""
+        if mark is None and fired_at is None:
+            return True
+        async with self.runtime.db.transaction() as session:
+            await self.lease.assert_held(session)
+            account, row = await self.placement._locked_order(session, order_id)
+            if row.status != OrderStatus.NEW or row.revision != revision:
+                return False
+            writer = OrderWriter(session, account, self.placement.clock.now())
+            if mark is not None:
+                row.water_mark, row.stop_price = mark, stop
+                await writer.add_event(row, "stop_moved", row.status, {"water_mark": mark, "stop_price": stop})
+            if fired_at is not None:
+                row.triggered, row.status = True, OrderStatus.PENDING_NEW
+                await writer.add_event(row, "triggered", row.status, {
+                    "trigger_price": row.stop_price, "trade_price": fired_at,
+                    "exchange_client_order_id": row_client_id(row)})
+            await writer.finish(row)
+        return True
+
+    async def _send(self, exchange: LiveExchange, row: Order) -> None:
+        """The fired stop as ONE market order on the exchange, recorded as a placement's outcome."""
+        placement, cid = self.placement, row_client_id(row)
+        answer: VenueOrder | None
+        try:
+            answer = await exchange.create_order(symbol=row.symbol, type=OrderType.MARKET, side=row.side,
+                                                 quantity=row.quantity, price=None, client_order_id=cid)
+        except (ExchangeBadRequest, ExchangeAuthError, ExchangeRateLimited) as exc:
+            async with self.runtime.db.transaction() as session:
+                await placement._reject(session, row.id, exc)
+            logger.warning("emulated trailing stop refused by the exchange",
+                           extra={"order_id": str(row.id), "error": exc.code})
+            return
+        except ExchangeError:
+            answer = await placement._look_up(exchange, row.symbol, cid)
+        trades: list[VenueTrade] = [] if answer is None else list(answer.trades)
+        if answer is not None and answer.filled > 0 and not trades:
+            try:
+                trades = await placement._trades_of(exchange, row.symbol, answer)
+            except TradePilotError:
+                answer = None  # reconciliation settles it
+        async with self.runtime.db.transaction() as session:
+            await placement._write_outcome(session, row.id, answer, trades)
