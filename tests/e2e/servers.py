@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -12,6 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+
+class PatientTransport(httpx.AsyncHTTPTransport):
+    """Waits out a 429 as a well-behaved client would (``Retry-After`` seconds, then once more):
+    an end-to-end test that polls a plan-limited user's endpoints while a loaded machine slows
+    what it waits for must not read the rate limiter's problem+json as the answer."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(10):
+            response = await super().handle_async_request(request)
+            if response.status_code != 429:
+                return response
+            await response.aread()
+            await response.aclose()
+            await asyncio.sleep(min(30.0, float(response.headers.get("Retry-After", "1"))))
+        return response
 
 
 def free_port() -> int:

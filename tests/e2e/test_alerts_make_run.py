@@ -16,7 +16,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.e2e.servers import make_run
+from tests.e2e.servers import PatientTransport, make_run
 from tests.fakes.notify_servers import NotifyServers
 from tests.mail import SmtpServer, text_of
 
@@ -50,7 +50,7 @@ async def _until(check: Any, what: str, timeout: float = 90.0) -> Any:
         if found:
             return found
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
 
 
 async def _scenario(url: str, demo_email: str, demo_password: str, smtp: SmtpServer, hooks: NotifyServers) -> None:
@@ -59,7 +59,7 @@ async def _scenario(url: str, demo_email: str, demo_password: str, smtp: SmtpSer
     assert login.status_code == 200, login.text
     token = login.json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http, \
+    async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30, transport=PatientTransport()) as http, \
             connect(url.replace("http://", "ws://") + "/api/ws", open_timeout=10) as ws:
         # the alerts category on the centre, email and a Discord webhook (a local one, allow-listed)
         answer = await http.put("/api/notifications/channels/discord", json={"url": hooks.discord_url("e2e")})
@@ -129,7 +129,9 @@ async def _scenario(url: str, demo_email: str, demo_password: str, smtp: SmtpSer
         assert f"[#{notification['id']}]" in call.body["content"]
 
         # each once: nothing more arrives while the market keeps trading through the threshold
-        deliveries = (await http.get(f"/api/notifications/{notification['id']}/deliveries")).json()["items"]
+        answer = await http.get(f"/api/notifications/{notification['id']}/deliveries")
+        assert answer.status_code == 200, answer.text
+        deliveries = answer.json()["items"]
         assert {d["channel"]: d["state"] for d in deliveries} == {"email": "delivered", "discord": "delivered"}
         await asyncio.sleep(3.0)
         assert len(await listed()) == 1

@@ -133,7 +133,7 @@ async def test_the_account_channel_sees_the_order_its_fills_position_and_balance
         order = await place_ok(client, tokens, side="buy", type="market", quantity="0.01")
         seen = []
         while not seen or seen[-1]["type"] != "order.updated":
-            message = await ws.expect_type("event", timeout=10)
+            message = await ws.expect_type("event", timeout=30)
             if message["seq"] > 2:  # after the registration's account.created and starting balance
                 seen.append(message["data"])
         assert [(e["type"], e["kind"]) for e in seen] == [

@@ -109,12 +109,12 @@ class WSClient:
     async def send(self, **message: Any) -> None:
         await self.conn.send(json.dumps(message))
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self, timeout: float = 20.0) -> dict[str, Any]:
         message = json.loads(await asyncio.wait_for(self.conn.recv(), timeout))
         self.seen.append(message)
         return message  # type: ignore[no-any-return]
 
-    async def expect(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+    async def expect(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
         """Read until a message matches (skipping pings and others)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -124,7 +124,7 @@ class WSClient:
             if predicate(message):
                 return message
 
-    async def expect_type(self, type_: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+    async def expect_type(self, type_: str, timeout: float = 20.0, **fields: Any) -> dict[str, Any]:
         return await self.expect(lambda m: m.get("type") == type_
                                  and all(m.get(k) == v for k, v in fields.items()), timeout)
 
@@ -150,7 +150,7 @@ class WSClient:
 
 @contextlib.asynccontextmanager
 async def ws_client(address: str, *, path: str = "/api/ws", **options: Any) -> AsyncIterator[WSClient]:
-    async with connect(f"ws://{address}{path}", open_timeout=5, close_timeout=1, **options) as conn:
+    async with connect(f"ws://{address}{path}", open_timeout=30, close_timeout=1, **options) as conn:
         yield WSClient(conn)
 
 

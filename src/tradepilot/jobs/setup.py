@@ -110,7 +110,7 @@ class JobsService:
         if self.transport is not None:
             await self.transport.stop()
 
-    async def drain(self, timeout: float = 30.0) -> None:
+    async def drain(self, timeout: float = 120.0) -> None:
         """Run every due job in this process and wait until none is left (embedded mode)."""
         if self.dispatcher is None or self.transport is None or not self.transport.in_memory:
             raise RuntimeError("drain() needs the in-process transport")
