@@ -239,3 +239,162 @@ async def test_an_emulated_trailing_stop_is_cancelled_here_and_never_sent(
     rows = await assert_ledger_consistent(runtime, aid)
     assert rows["BTC"].locked == 0
     await assert_ledger_equals_exchange(runtime, fake, aid)
+
+
+# --- a position's stop-loss and take-profit, emulated by the platform ------------------------------------
+
+POSITIONS = "/api/trading/positions"
+
+
+async def btc_position(client: httpx.AsyncClient, tokens: dict, aid: str) -> dict:
+    resp = await client.get(POSITIONS, headers=bearer(tokens), params={"account_id": aid})
+    assert resp.status_code == 200, resp.text
+    [position] = [p for p in resp.json()["items"] if p["symbol"] == "BTC/USDT"]
+    return position  # type: ignore[no-any-return]
+
+
+async def set_exits(client: httpx.AsyncClient, tokens: dict, position_id: str, stop: str, target: str) -> dict:
+    sl = await client.put(f"{POSITIONS}/{position_id}/stop-loss", headers=bearer(tokens), json={"stop_price": stop})
+    assert sl.status_code == 200, sl.text
+    tp = await client.put(f"{POSITIONS}/{position_id}/take-profit", headers=bearer(tokens),
+                          json={"price": target, "type": "take_profit"})
+    assert tp.status_code == 200, tp.text
+    return tp.json()  # type: ignore[no-any-return]
+
+
+def sells_of(fake: FakeBinanceSpot, order_id: str) -> list[tuple[str, str, Decimal]]:
+    cid = f"tp-{uuid.UUID(order_id).hex}"
+    return [(p["side"], p["type"], D(p["quantity"])) for p in fake.sent("POST", "order")
+            if p["newClientOrderId"] == cid]
+
+
+async def order_of(client: httpx.AsyncClient, tokens: dict, order_id: str) -> dict:
+    return (await client.get(f"{ORDERS}/{order_id}", headers=bearer(tokens))).json()  # type: ignore[no-any-return]
+
+
+async def test_a_live_positions_exits_are_kept_here_and_the_stop_loss_sells_it_once(
+        client: httpx.AsyncClient, fake: FakeBinanceSpot, runtime: object) -> None:
+    tokens, account = await reconciled(client, fake)
+    aid = account["id"]
+    await bought(client, tokens, aid)
+    position = await btc_position(client, tokens, aid)
+    view = await set_exits(client, tokens, position["id"], "58000", "62000")
+    sl, tp = view["stop_loss"], view["take_profit"]
+    assert (sl["type"], sl["price"], sl["quantity"], sl["status"]) == ("stop", "58000", "0.03", "new")
+    assert (tp["type"], tp["price"], tp["quantity"], tp["status"]) == ("take_profit", "62000", "0.03", "new")
+    assert len(fake.sent("POST", "order")) == 1  # the buy only: both exits are kept by the platform
+    events = (await client.get(f"{ORDERS}/{sl['order_id']}/events", headers=bearer(tokens))).json()["items"]
+    assert [(e["type"], e["detail"].get("emulated")) for e in events] == [("received", None), ("accepted", True)]
+    assert (await reconcile(client, tokens, aid))["differences"] == []  # not on the exchange, and not missing
+
+    reads = len(fake.sent("GET", "depth"))
+    fake.move_price("BTCUSDT", "58500")  # down, but above the stop
+    await until(lambda: _ticked(fake, reads + 2))
+    assert len(fake.sent("POST", "order")) == 1
+    fake.move_price("BTCUSDT", "57900")  # through the stop: one market sell of the position
+
+    async def sold() -> bool:
+        return (await order_of(client, tokens, sl["order_id"]))["status"] == "filled"
+    await until(sold)
+    assert sells_of(fake, sl["order_id"]) == [("SELL", "MARKET", D("0.03"))]
+    assert sells_of(fake, tp["order_id"]) == []
+    stop = await order_of(client, tokens, sl["order_id"])
+    assert (stop["filled_quantity"], stop["average_fill_price"], stop["stop_price"]) == ("0.03", "57900", "58000")
+    target = await order_of(client, tokens, tp["order_id"])
+    assert (target["status"], target["cancel_reason"]) == ("canceled", "position_closed")
+    flat = await btc_position(client, tokens, aid)
+    assert (flat["quantity"], flat["stop_loss"], flat["take_profit"]) == ("0", None, None)
+    assert (await reconcile(client, tokens, aid))["differences"] == []  # recorded as the exchange has it
+    await assert_ledger_consistent(runtime, aid)
+    await assert_ledger_equals_exchange(runtime, fake, aid)
+
+
+async def test_live_exits_follow_the_position_and_the_take_profit_sells_it(
+        client: httpx.AsyncClient, fake: FakeBinanceSpot, runtime: object) -> None:
+    tokens, account = await reconciled(client, fake)
+    aid = account["id"]
+    await bought(client, tokens, aid, "0.02")
+    position = await btc_position(client, tokens, aid)
+    first = await set_exits(client, tokens, position["id"], "58000", "62000")
+    await bought(client, tokens, aid, "0.01")  # the position grows: both exits are replaced at 0.03
+    view = await btc_position(client, tokens, aid)
+    sl, tp = view["stop_loss"], view["take_profit"]
+    assert (sl["quantity"], tp["quantity"], sl["price"], tp["price"]) == ("0.03", "0.03", "58000", "62000")
+    assert sl["order_id"] != first["stop_loss"]["order_id"] and tp["order_id"] != first["take_profit"]["order_id"]
+    old = await order_of(client, tokens, first["take_profit"]["order_id"])
+    assert (old["status"], old["cancel_reason"]) == ("canceled", "exit_resized")
+    assert len(fake.sent("POST", "order")) == 2 and not fake.sent("DELETE", "order")  # the two buys only
+
+    fake.move_price("BTCUSDT", "62100")
+
+    async def sold() -> bool:
+        return (await order_of(client, tokens, tp["order_id"]))["status"] == "filled"
+    await until(sold)
+    assert sells_of(fake, tp["order_id"]) == [("SELL", "MARKET", D("0.03"))]
+    stop = await order_of(client, tokens, sl["order_id"])
+    assert (stop["status"], stop["cancel_reason"]) == ("canceled", "position_closed")
+    assert sells_of(fake, sl["order_id"]) == []
+    assert (await reconcile(client, tokens, aid))["differences"] == []
+    await assert_ledger_equals_exchange(runtime, fake, aid)
+
+
+async def test_live_exits_refuse_what_they_cannot_keep_and_cancel_here(
+        client: httpx.AsyncClient, fake: FakeBinanceSpot, runtime: object) -> None:
+    tokens, account = await reconciled(client, fake)
+    aid = account["id"]
+    await bought(client, tokens, aid)
+    pid = (await btc_position(client, tokens, aid))["id"]
+
+    async def refused(kind: str, body: dict) -> str:
+        resp = await client.put(f"{POSITIONS}/{pid}/{kind}", headers=bearer(tokens), json=body)
+        assert resp.status_code == 422, resp.text
+        return resp.json()["code"]  # type: ignore[no-any-return]
+    assert await refused("take-profit", {"price": "62000", "type": "limit"}) == "order_type_not_supported"
+    assert await refused("stop-loss", {"stop_price": "60000"}) == "stop_loss_would_trigger"  # the bid is 59990
+    assert await refused("take-profit", {"price": "59000"}) == "take_profit_would_trigger"
+    view = await set_exits(client, tokens, pid, "58000", "62000")
+    sl = view["stop_loss"]["order_id"]
+    resp = await client.put(f"{ORDERS}/{sl}", headers=bearer(tokens), json={"stop_price": "57000"})
+    assert (resp.status_code, resp.json()["code"]) == (422, "order_type_not_supported")
+    resp = await client.delete(f"{ORDERS}/{sl}", headers=bearer(tokens))  # cancelled here: never sent
+    assert resp.status_code == 200 and resp.json()["status"] == "canceled", resp.text
+    resp = await client.delete(f"{POSITIONS}/{pid}/take-profit", headers=bearer(tokens))
+    assert resp.status_code == 200 and resp.json()["take_profit"] is None and resp.json()["stop_loss"] is None
+    assert not fake.sent("DELETE", "order") and len(fake.sent("POST", "order")) == 1
+    rows = await assert_ledger_consistent(runtime, aid)
+    assert rows["BTC"].locked == 0
+
+
+async def test_an_exit_whose_sell_is_in_flight_holds_its_sibling_and_cannot_be_replaced(
+        client: httpx.AsyncClient, fake: FakeBinanceSpot, runtime: object, clock: TestClock) -> None:
+    tokens, account = await reconciled(client, fake)
+    aid = account["id"]
+    await bought(client, tokens, aid)
+    pid = (await btc_position(client, tokens, aid))["id"]
+    view = await set_exits(client, tokens, pid, "58000", "62000")
+    sl, tp = view["stop_loss"]["order_id"], view["take_profit"]["order_id"]
+    fake.fail_next("order", 504, {"code": -1007, "msg": "Timeout waiting for response from backend server."})
+    fake.move_price("BTCUSDT", "57900")  # the stop fires; its sell's answer is lost and lookups find nothing
+
+    async def unknown() -> bool:
+        events = (await client.get(f"{ORDERS}/{sl}/events", headers=bearer(tokens))).json()["items"]
+        return events[-1]["type"] == "outcome_unknown"
+    await until(unknown)
+    assert (await order_of(client, tokens, sl))["status"] == "pending_new"
+    resp = await client.put(f"{POSITIONS}/{pid}/stop-loss", headers=bearer(tokens), json={"stop_price": "57000"})
+    assert (resp.status_code, resp.json()["code"]) == (409, "exit_in_flight")
+    reads = len(fake.sent("GET", "depth"))
+    fake.move_price("BTCUSDT", "62100")  # the take-profit's price, while the stop's sell is unresolved
+    await until(lambda: _ticked(fake, reads + 2))
+    assert (await order_of(client, tokens, tp))["status"] == "new" and sells_of(fake, tp) == []
+
+    clock.advance(61)  # past the grace age: the stop's sell never reached the exchange
+    resp = await client.post(f"/api/trading/accounts/{aid}/reconcile", headers=bearer(tokens))
+    assert resp.status_code in (200, 202), resp.text
+
+    async def taken() -> bool:
+        return (await order_of(client, tokens, tp))["status"] == "filled"
+    await until(taken)
+    assert (await order_of(client, tokens, sl))["status"] == "rejected"
+    assert len(sells_of(fake, sl)) == 1 and sells_of(fake, tp) == [("SELL", "MARKET", D("0.03"))]
+    await assert_ledger_equals_exchange(runtime, fake, aid)

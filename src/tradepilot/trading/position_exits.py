@@ -23,11 +23,19 @@ Rules (docs/orders.md, "Exits"):
   remaining quantity differs is replaced by one of the position's quantity, same trigger
   (the old one canceled ``exit_resized``; a resting limit exit loses its time priority). The
   exit whose own fill is being written is left alone (its remaining shrinks with the position).
+
+**Live accounts.** Exits are kept by the platform (``live/emulation.py``): accepted here, never
+sent, watched against the exchange's best bid by the account's reconciliation owner, and sent as
+one market sell when they fire. Only ``stop`` / ``take_profit`` exits (a resting ``limit`` take-
+profit would lock the coins the stop-loss protects). The exchange's instrument and book are read
+before the account is locked, so no lock is held across the network; an exit whose sell is in
+flight on the exchange cannot be replaced or removed (409 ``exit_in_flight``) — its fill ends it.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
@@ -49,10 +57,12 @@ from tradepilot.trading.engine.orders import OrderType
 from tradepilot.trading.execution import OrderWriter, on_position_change
 from tradepilot.trading.filters import OrderAmounts, check_filters
 from tradepilot.trading.halt import ensure_not_halted
+from tradepilot.trading.live.accounts import live_venues
+from tradepilot.trading.live.placement import emulated_waiting, live_venue_name, unsupported
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Order, OrderStatus, Position
 from tradepilot.trading.order_schemas import OrderCreate
-from tradepilot.trading.orders import count_open_orders_of_user, live_account_not_supported
+from tradepilot.trading.orders import count_open_orders_of_user
 from tradepilot.trading.position_models import ExitKind, PositionExit
 
 if TYPE_CHECKING:
@@ -77,6 +87,21 @@ class PositionNotOpen(Conflict):
 
     def __init__(self) -> None:
         super().__init__("The position is flat: there is nothing to close or protect.")
+
+
+class ExitInFlight(Conflict):
+    code, title = "exit_in_flight", "Exit in flight"
+
+    def __init__(self) -> None:
+        super().__init__("The exit has fired and its sell is on the exchange: it ends with that sell's fill.")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveQuote:
+    """A live account's instrument and best bid, read from its exchange before any lock."""
+
+    instrument: Instrument
+    best_bid: Decimal | None
 
 
 def _s(value: Decimal) -> str:
@@ -111,8 +136,6 @@ async def _lock_position(session: AsyncSession, position_id: uuid.UUID) -> tuple
     if account_id is None:
         raise position_not_found()
     account = await ledger.lock_account(session, account_id)
-    if account.is_live:  # exits on the exchange are not in this slice (docs/exchanges.md)
-        raise live_account_not_supported()
     position = await session.scalar(select(Position).where(Position.id == position_id)
                                     .execution_options(populate_existing=True))
     if position is None:
@@ -175,6 +198,11 @@ class PositionService:
         """Set (or replace) the position's stop-loss / take-profit; returns its order. Never commits."""
         assert kind in ExitKind.ALL
         assert order_type in (STOP_LOSS_TYPES if kind == ExitKind.STOP_LOSS else TAKE_PROFIT_TYPES)
+        limit = order_type == OrderType.LIMIT
+        quote = await self._live_quote(session, position_id)
+        if quote is not None and limit:
+            raise unsupported("A limit take-profit is not available on live accounts (it would lock the coins the "
+                              "stop-loss protects): use type take_profit.")
         now = self.runtime.clock.now()
         await ensure_not_halted(session)
         account, position = await _lock_position(session, position_id)
@@ -182,25 +210,36 @@ class PositionService:
             raise ledger.AccountClosed()
         if position.quantity <= 0:
             raise PositionNotOpen()
-        instrument = self.market.instrument(position.symbol)
+        instrument = self.market.instrument(position.symbol) if quote is None else quote.instrument
         quantity = _floor_to_step(position.quantity, instrument.step_size)
-        limit = order_type == OrderType.LIMIT
         field = "price" if kind == ExitKind.TAKE_PROFIT else "stop_price"
         amounts = OrderAmounts(quantity=quantity, price=trigger if limit else None,
                                stop_price=None if limit else trigger)
         check_filters(instrument, amounts, reference_price=None)
-        self._check_side_of_market(kind, field, trigger, position.symbol, limit=limit)
+        if quote is None:
+            self._check_side_of_market(kind, field, trigger, position.symbol, limit=limit)
+        else:
+            _check_side_of_book(kind, field, trigger, quote.best_bid)
         link, current = await _link(session, position.id, kind)
         if (current is not None and current.type == order_type and _remaining(current) == quantity
                 and (current.price if limit else current.stop_price) == trigger):
             return current  # the same exit again: nothing to do
+        if current is not None and account.is_live and not emulated_waiting(current):
+            raise ExitInFlight()
         await self._check_holding(session, account, instrument, quantity)
         await self._check_open_orders(session, principal, replacing=current is not None)
 
         writer = OrderWriter(session, account, now)
         if current is not None:
             await writer.close(current, OrderStatus.CANCELED, reason="exit_replaced")
-        row = await self._place(writer, position, instrument, kind, order_type, trigger, quantity)
+        if quote is None:
+            row = await self._place(writer, position, instrument, kind, order_type, trigger, quantity)
+        else:
+            row = await _accepted_exit(writer, position, kind, venue=live_venue_name(account.venue),
+                                       order_type=order_type, quantity=quantity, price=None, stop_price=trigger,
+                                       emulated=True)
+        if quote is not None:
+            await writer.finish(row)
         if link is None:
             session.add(PositionExit(position_id=position.id, account_id=position.account_id,
                                      user_id=position.user_id, kind=kind, order_id=row.id, order_type=order_type,
@@ -214,12 +253,29 @@ class PositionService:
         """Cancel the position's stop-loss / take-profit, if any (``exit_removed``). Never commits."""
         account, position = await _lock_position(session, position_id)
         link, current = await _link(session, position.id, kind)
+        if current is not None and account.is_live and not emulated_waiting(current):
+            raise ExitInFlight()
         if current is not None:
             await OrderWriter(session, account, self.runtime.clock.now()).close(
                 current, OrderStatus.CANCELED, reason="exit_removed")
         if link is not None:
             await session.delete(link)
             await session.flush()
+
+    async def _live_quote(self, session: AsyncSession, position_id: uuid.UUID) -> LiveQuote | None:
+        """On a live account, the exchange's instrument and best bid (None on paper): read before
+        the account is locked."""
+        found = (await session.execute(select(Position.account_id, Position.symbol)
+                                       .where(Position.id == position_id))).one_or_none()
+        if found is None:
+            raise position_not_found()
+        account = await session.get(TradingAccount, found[0])
+        if account is None or not account.is_live:
+            return None
+        async with live_venues(self.runtime).open(account) as exchange:
+            instrument = await exchange.instrument(found[1])
+            book = await exchange.order_book(found[1], 5)
+        return LiveQuote(instrument, book.bids[0][0] if book.bids else None)
 
     def _check_side_of_market(self, kind: str, field: str, trigger: Decimal, symbol: str, *, limit: bool) -> None:
         """A stop-loss below the market, a take-profit above it: one that would fire (or take)
@@ -284,6 +340,34 @@ class PositionService:
         return row
 
 
+def _check_side_of_book(kind: str, field: str, trigger: Decimal, best_bid: Decimal | None) -> None:
+    """A live exit fires on the exchange's best bid: one already crossed would fire at once."""
+    if best_bid is None:
+        raise Unprocessable("The exchange's book has no bid: the exit could not be watched.", code="no_liquidity")
+    if kind == ExitKind.STOP_LOSS and trigger >= best_bid:
+        raise Unprocessable(f"A stop-loss at {_s(trigger)} is not below the best bid {_s(best_bid)}: it would fire at "
+                            "once.", code="stop_loss_would_trigger", extra={"field": field, "best_bid": _s(best_bid)})
+    if kind == ExitKind.TAKE_PROFIT and trigger <= best_bid:
+        raise Unprocessable(f"A take-profit at {_s(trigger)} is not above the best bid {_s(best_bid)}: it would fire "
+                            "at once.", code="take_profit_would_trigger",
+                            extra={"field": field, "best_bid": _s(best_bid)})
+
+
+async def _accepted_exit(writer: OrderWriter, position: Position, kind: str, *, venue: str, order_type: str,
+                         quantity: Decimal, price: Decimal | None, stop_price: Decimal | None, emulated: bool,
+                         **received: Any) -> Order:
+    """An exit order written straight as accepted (``new``): a live exit kept by the platform,
+    or a successor that follows its position as its predecessor was accepted."""
+    row = _new_exit_row(uuid.uuid4(), position, writer.account.id, venue=venue, order_type=order_type,
+                        quantity=quantity, price=price, stop_price=stop_price, now=writer.now, status=OrderStatus.NEW)
+    row.seq, row.accepted_at = _priority(writer.now), writer.now
+    writer.session.add(row)
+    await writer.session.flush()
+    await writer.add_event(row, "received", OrderStatus.PENDING_NEW, _received_detail(row, position, kind, **received))
+    await writer.add_event(row, "accepted", OrderStatus.NEW, {"seq": row.seq, **({"emulated": True} if emulated else {})})
+    return row
+
+
 def _floor_to_step(quantity: Decimal, step: Decimal) -> Decimal:
     if step <= 0:
         return quantity
@@ -335,6 +419,8 @@ async def follow(writer: OrderWriter, row: Order, position: Position) -> None:
             continue
         if exit_order.id == row.id:
             continue  # the exit being filled: its remaining shrinks with the position
+        if writer.account.is_live and not emulated_waiting(exit_order):
+            continue  # a live exit that fired: its sell is on the exchange, and its fill ends it
         if position.quantity <= 0:
             await writer.close(exit_order, OrderStatus.CANCELED, reason="position_closed")
             await session.execute(delete(PositionExit).where(PositionExit.id == link.id))
@@ -342,16 +428,13 @@ async def follow(writer: OrderWriter, row: Order, position: Position) -> None:
         if _remaining(exit_order) == position.quantity:
             continue
         await writer.close(exit_order, OrderStatus.CANCELED, reason="exit_resized")
-        successor = _new_exit_row(uuid.uuid4(), position, exit_order.account_id, venue=exit_order.venue,
-                                  order_type=exit_order.type, quantity=position.quantity, price=exit_order.price,
-                                  stop_price=exit_order.stop_price, now=writer.now, status=OrderStatus.NEW)
-        successor.seq, successor.accepted_at = _priority(writer.now), writer.now
-        session.add(successor)
-        await session.flush()
-        # accepted as its predecessor was: armed (a stop, a take-profit) or resting (a limit)
-        await writer.add_event(successor, "received", OrderStatus.PENDING_NEW, _received_detail(
-            successor, position, link.kind, replaces=exit_order.id, reason="position_changed"))
-        await writer.add_event(successor, "accepted", OrderStatus.NEW, {"seq": successor.seq})
+        # accepted as its predecessor was: armed (a stop, a take-profit), resting (a limit) or kept
+        # by the platform (a live account's)
+        successor = await _accepted_exit(writer, position, link.kind, venue=exit_order.venue,
+                                         order_type=exit_order.type, quantity=position.quantity,
+                                         price=exit_order.price, stop_price=exit_order.stop_price,
+                                         emulated=writer.account.is_live, replaces=exit_order.id,
+                                         reason="position_changed")
         link.order_id, link.updated_at = successor.id, writer.now
         await session.flush()
         await writer.finish(successor)  # announces it: the matching owner loads it

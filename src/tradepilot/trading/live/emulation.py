@@ -1,26 +1,34 @@
-"""Trailing stops on live accounts, emulated by TradePilot (docs/exchanges.md, "Conditional orders").
+"""Orders TradePilot keeps for a live account until they fire (docs/exchanges.md, "Conditional orders").
 
-Binance spot has a trailing delta on its STOP_LOSS orders, but measured in basis points from
-the price at which the order is activated, which is not TradePilot's trail (an amount, or a
-percentage of the best price since placement). So a live trailing stop is **kept by the
-platform**: it is recorded and accepted here, holding its reservation, and never sent until it
-fires.
+Two kinds are **kept by the platform**: recorded and accepted here, never sent until they fire.
+
+* **Trailing sells.** Binance spot has a trailing delta on its STOP_LOSS orders, but measured in
+  basis points from the price at which the order is activated, which is not TradePilot's trail
+  (an amount, or a percentage of the best price since placement).
+* **A position's stop-loss and take-profit** (``position_exits``). Both protect the same coins
+  and only one may ever sell them; on the exchange each would lock the whole quantity, so the
+  second could not be placed. Kept here, they reserve nothing (as on paper) and the first to
+  fire sells the position; its fill flattens the position and ``follow`` cancels the other.
+
+How:
 
 * **Who watches.** The process holding the account's reconciliation lease (one per account,
-  ``reconciliation_owner``) ticks :class:`TrailingEmulator` between its runs, every
+  ``reconciliation_owner``) ticks :class:`Emulator` between its runs, every
   ``live_emulation_interval_seconds`` by the runtime's clock.
-* **The price.** The exchange's own book (``fetch_order_book``): the best bid for a sell — the
-  price its market sell would get. No market-data venue is needed for the account's exchange.
-* **The water mark** moves with the price and is written (``stop_moved``) with the stop price
-  it implies, fenced by the lease: a restart, or another replica taking the account over,
-  continues from the stored mark.
+* **The price.** The exchange's own book (``fetch_order_book``): the best bid — the price a
+  market sell would get. A stop-loss fires at or below its stop, a take-profit at or above it
+  (paper exits fire on trades; a live account has no trade feed of its own).
+* **The water mark** of a trailing stop moves with the price and is written (``stop_moved``)
+  with the stop price it implies, fenced by the lease: a restart, or another replica taking the
+  account over, continues from the stored mark.
 * **Firing** is one transaction (``triggered``, status ``pending_new``), then ONE market order
   sent with the order's ``tp-`` client id and recorded like any placement: a lost answer is
   looked up, never resent. A crash after the status change leaves a ``pending_new`` order that
   the emulator never picks again (it watches ``new`` orders only) and that reconciliation
-  adopts or ends — so the market order is sent at most once, across restarts.
+  adopts or ends — so the market order is sent at most once, across restarts. An exit does not
+  fire while its sibling's sell is in flight.
 
-Only sells (the protective exit of a long spot position) are emulated: a trailing buy's cost
+Only sells (the protective exits of a long spot position) are emulated: a trailing buy's cost
 is unknown until it fires, and a live reservation cannot be topped up on the exchange.
 """
 
@@ -32,6 +40,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.errors import TradePilotError
 from tradepilot.core.lease import Lease
@@ -49,6 +58,7 @@ from tradepilot.trading.live.errors import (
 from tradepilot.trading.live.placement import row_client_id
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Order, OrderSource, OrderStatus
+from tradepilot.trading.position_models import PositionExit
 
 if TYPE_CHECKING:
     from tradepilot.runtime import Runtime
@@ -57,12 +67,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tradepilot.trading.live.emulation")
 
-EMULATED_TYPES = frozenset({OrderType.TRAILING_STOP})
+EXIT_TYPES = frozenset({OrderType.STOP, OrderType.TAKE_PROFIT})  # a position's emulated exits
+EMULATED_TYPES = frozenset({OrderType.TRAILING_STOP, *EXIT_TYPES})
+_IN_FLIGHT = (OrderStatus.PENDING_NEW, OrderStatus.PARTIALLY_FILLED)
 
 
 def fires(row: Order, price: Decimal) -> tuple[Decimal | None, Decimal | None, bool]:
-    """(new water mark, new stop price, fired) of a trailing sell seeing the best bid ``price``;
-    None, None: the mark did not move."""
+    """(new water mark, new stop price, fired) of an emulated sell seeing the best bid ``price``;
+    None, None: the mark did not move (or the order has none)."""
+    assert row.stop_price is not None or row.type == OrderType.TRAILING_STOP
+    if row.type == OrderType.STOP:
+        return None, None, price <= row.stop_price  # type: ignore[operator]
+    if row.type == OrderType.TAKE_PROFIT:
+        return None, None, price >= row.stop_price  # type: ignore[operator]
     order = to_engine(row)
     mark, stop = None, None
     if order.water_mark is None or price > order.water_mark:
@@ -88,7 +105,7 @@ async def accept_emulated(placement: LivePlacement, order_id: uuid.UUID, price: 
         await writer.finish(row)
 
 
-class TrailingEmulator:
+class Emulator:
     """One tick over the account's emulated orders, by the holder of its lease."""
 
     def __init__(self, runtime: Runtime, account_id: uuid.UUID, lease: Lease) -> None:
@@ -100,9 +117,11 @@ class TrailingEmulator:
     async def tick(self) -> list[uuid.UUID]:
         """Move marks and fire what the price crossed; returns the orders fired."""
         async with self.runtime.db.read() as session:
+            exits = select(PositionExit.order_id).where(PositionExit.account_id == self.account_id)
             rows = list(await session.scalars(select(Order).where(
-                Order.account_id == self.account_id, Order.type.in_(EMULATED_TYPES),
-                Order.status == OrderStatus.NEW, Order.source == OrderSource.PLATFORM)
+                Order.account_id == self.account_id, Order.status == OrderStatus.NEW,
+                Order.source == OrderSource.PLATFORM, Order.exchange_order_id.is_(None),
+                (Order.type == OrderType.TRAILING_STOP) | (Order.type.in_(EXIT_TYPES) & Order.id.in_(exits)))
                 .order_by(Order.created_at, Order.id)))
             account = await session.get(TradingAccount, self.account_id) if rows else None
             for row in rows:
@@ -140,6 +159,8 @@ class TrailingEmulator:
             account, row = await self.placement._locked_order(session, order_id)
             if row.status != OrderStatus.NEW or row.revision != revision:
                 return False
+            if fired_at is not None and await sibling_in_flight(session, row.id):
+                return False  # the position's other exit is selling it: this one waits (and is canceled)
             writer = OrderWriter(session, account, self.placement.clock.now())
             if mark is not None:
                 row.water_mark, row.stop_price = mark, stop
@@ -175,3 +196,12 @@ class TrailingEmulator:
                 answer = None  # reconciliation settles it
         async with self.runtime.db.transaction() as session:
             await placement._write_outcome(session, row.id, answer, trades)
+
+
+async def sibling_in_flight(session: AsyncSession, order_id: uuid.UUID) -> bool:
+    """Another exit of the same position has fired and its sell is not settled yet."""
+    position_id = select(PositionExit.position_id).where(PositionExit.order_id == order_id).scalar_subquery()
+    siblings = select(PositionExit.order_id).where(PositionExit.position_id == position_id)
+    found = await session.scalar(select(Order.id).where(Order.id.in_(siblings), Order.id != order_id,
+                                                        Order.status.in_(_IN_FLIGHT)).limit(1))
+    return found is not None

@@ -52,6 +52,7 @@ from tradepilot.trading.live.errors import (
 from tradepilot.trading.live.placement import (
     MAX_LIVE_REVISION,
     client_order_id,
+    emulated_waiting,
     refuse_external,
     row_client_id,
 )
@@ -88,6 +89,10 @@ class LiveModify:
         if row.type == OrderType.TRAILING_STOP:
             raise Unprocessable("An emulated trailing stop cannot be modified on a live account: cancel it and "
                                 "place a new one.", code="order_type_not_supported")
+        if emulated_waiting(row):  # a position's exit, kept by the platform
+            raise Unprocessable("A position's stop-loss or take-profit is changed through the position: "
+                                "PUT /api/trading/positions/{id}/stop-loss or /take-profit.",
+                                code="order_type_not_supported")
         if "price" in changes and row.type in (OrderType.MARKET, OrderType.STOP, OrderType.TAKE_PROFIT):
             raise Unprocessable(f"A {row.type} order has no limit price to change.", code="invalid_modify")
         if "stop_price" in changes and row.type not in STOP_TYPES:

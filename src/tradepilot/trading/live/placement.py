@@ -436,7 +436,7 @@ class LivePlacement:
         """The exchange's answer to a cancel, recorded in one transaction under the account's lock."""
         async with self.runtime.db.transaction() as session:
             account, current = await self._locked_order(session, order_id)
-            if emulated_waiting(current):  # an emulated trailing stop that has not fired: ends here
+            if emulated_waiting(current):  # an emulated order that has not fired: ends here
                 await OrderWriter(session, account, self.clock.now()).close(current, OrderStatus.CANCELED,
                                                                             reason=reason)
                 return current
@@ -463,9 +463,13 @@ class LivePlacement:
 
 
 def emulated_waiting(row: Order) -> bool:
-    """An order the platform keeps for the exchange (a live trailing stop, ``live/emulation.py``)
-    that has not fired: the exchange has never seen it."""
-    return row.type == OrderType.TRAILING_STOP and row.status == OrderStatus.NEW
+    """An order the platform keeps for the exchange (a live trailing stop, a position's stop-loss
+    or take-profit: ``live/emulation.py``) that has not fired: the exchange has never seen it. A
+    live order becomes ``new`` otherwise only by an exchange's answer, which names its id."""
+    if row.status != OrderStatus.NEW or row.source == OrderSource.EXTERNAL:
+        return False
+    return row.type == OrderType.TRAILING_STOP or (
+        row.type in (OrderType.STOP, OrderType.TAKE_PROFIT) and row.reduce_only and row.exchange_order_id is None)
 
 
 def refuse_external(row: Order) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from tradepilot.core.events import Event
 from tradepilot.core.lease import Lease, LeaseLost, lease_manager
 from tradepilot.trading.live.answers import VenueOrder
-from tradepilot.trading.live.emulation import TrailingEmulator
+from tradepilot.trading.live.emulation import Emulator
 from tradepilot.trading.live.reconciliation import Reconciliation
 from tradepilot.trading.live.reconciliation_models import ReconciliationRun, RunTrigger
 from tradepilot.trading.live.user_stream import UserStream
@@ -91,7 +91,7 @@ class AccountReconciler:
                 elif clock.now() >= due:
                     await self._safely(RunTrigger.PERIODIC)
                 else:
-                    if clock.now() >= emulate_due:  # the account's emulated trailing stops (live/emulation.py)
+                    if clock.now() >= emulate_due:  # the account's emulated orders (live/emulation.py)
                         await self._emulate()
                         emulate_due = clock.now() + emulation
                     continue
@@ -125,17 +125,17 @@ class AccountReconciler:
             await Reconciliation(self.runtime, self.account_id, lease).apply_updates(views)
 
     async def _emulate(self) -> None:
-        """One tick of the emulated trailing stops, never during a run; failures wait for the next tick."""
+        """One tick of the emulated orders, never during a run; failures wait for the next tick."""
         async with self._running:
             lease = self.lease
             if lease is None or not lease.held:
                 raise LeaseLost(f"{lease_name(self.account_id)} is not held here")
             try:
-                await TrailingEmulator(self.runtime, self.account_id, lease).tick()
+                await Emulator(self.runtime, self.account_id, lease).tick()
             except LeaseLost:
                 raise
             except Exception:  # the exchange unreachable, a bug: logged, the next tick tries again
-                logger.warning("live trailing-stop emulation tick failed", exc_info=True,
+                logger.warning("live order emulation tick failed", exc_info=True,
                                extra={"account_id": str(self.account_id)})
 
     async def _safely(self, trigger: str) -> None:
