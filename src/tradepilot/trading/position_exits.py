@@ -58,7 +58,8 @@ from tradepilot.trading.execution import OrderWriter, on_position_change
 from tradepilot.trading.filters import OrderAmounts, check_filters
 from tradepilot.trading.halt import ensure_not_halted
 from tradepilot.trading.live.accounts import live_venues
-from tradepilot.trading.live.placement import emulated_waiting, live_venue_name, unsupported
+from tradepilot.trading.live.client_ids import live_venue_name
+from tradepilot.trading.live.placement import emulated_waiting, unsupported
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Order, OrderStatus, Position
 from tradepilot.trading.order_schemas import OrderCreate

@@ -13,6 +13,7 @@ cannot is worth less to whoever steals it — and a key that cannot trade with 4
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 from tradepilot.core.errors import Unprocessable
@@ -20,6 +21,7 @@ from tradepilot.core.secrets_box import secret_box
 from tradepilot.runtime import Runtime
 from tradepilot.trading.live.credentials import Credentials, seal
 from tradepilot.trading.live.exchange import LiveVenues
+from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.schemas import LiveAccountCreate
 from tradepilot.trading.service import LiveBinding
 
@@ -31,6 +33,17 @@ def live_venues(runtime: Runtime) -> LiveVenues:
     if venues is None:
         venues = runtime.services["live_venues"] = LiveVenues(runtime)
     return venues  # type: ignore[no-any-return]
+
+
+async def detached_live_account(runtime: Runtime, account_id: uuid.UUID) -> TradingAccount | None:
+    """The live account, read and detached (its credentials open the exchange outside any
+    session); None if it is gone or no longer live."""
+    async with runtime.db.read() as session:
+        account = await session.get(TradingAccount, account_id)
+        if account is None or not account.is_live:
+            return None
+        session.expunge(account)
+        return account
 
 
 @dataclass(frozen=True, slots=True)

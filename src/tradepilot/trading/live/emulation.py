@@ -49,13 +49,13 @@ from tradepilot.trading.engine.triggers import trail_level
 from tradepilot.trading.execution import OrderWriter, to_engine
 from tradepilot.trading.live.accounts import live_venues
 from tradepilot.trading.live.answers import VenueOrder, VenueTrade
+from tradepilot.trading.live.client_ids import row_client_id
 from tradepilot.trading.live.errors import (
     ExchangeAuthError,
     ExchangeBadRequest,
     ExchangeError,
     ExchangeRateLimited,
 )
-from tradepilot.trading.live.placement import row_client_id
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Order, OrderSource, OrderStatus
 from tradepilot.trading.position_models import PositionExit

@@ -43,19 +43,14 @@ from tradepilot.trading.filters import OrderAmounts, check_filters
 from tradepilot.trading.halt import ensure_not_halted
 from tradepilot.trading.live.accounts import live_venues
 from tradepilot.trading.live.answers import VenueOrder, VenueTrade
+from tradepilot.trading.live.client_ids import MAX_LIVE_REVISION, client_order_id, row_client_id
 from tradepilot.trading.live.errors import (
     ExchangeAuthError,
     ExchangeBadRequest,
     ExchangeError,
     ExchangeRateLimited,
 )
-from tradepilot.trading.live.placement import (
-    MAX_LIVE_REVISION,
-    client_order_id,
-    emulated_waiting,
-    refuse_external,
-    row_client_id,
-)
+from tradepilot.trading.live.placement import emulated_waiting, refuse_external
 from tradepilot.trading.order_models import Order, OrderStatus
 from tradepilot.trading.order_schemas import OrderCreate, OrderModify
 

@@ -41,11 +41,11 @@ from sqlalchemy import select
 from tradepilot.core.errors import TradePilotError
 from tradepilot.core.lease import Lease, LeaseLost
 from tradepilot.market.types import Instrument
-from tradepilot.trading.live.accounts import live_venues
+from tradepilot.trading.live.accounts import detached_live_account, live_venues
 from tradepilot.trading.live.answers import VenueOrder, VenueTrade
+from tradepilot.trading.live.client_ids import client_order_id, parse_client_order_id
 from tradepilot.trading.live.errors import MalformedAnswer
 from tradepilot.trading.live.exchange import LiveExchange, trade_number
-from tradepilot.trading.live.placement import client_order_id, parse_client_order_id
 from tradepilot.trading.live.reconciliation_models import (
     ReconciliationRun,
     RunStatus,
@@ -168,12 +168,10 @@ class Reconciliation:
         return run
 
     async def _account(self) -> TradingAccount:
-        async with self.runtime.db.read() as session:
-            account = await session.get(TradingAccount, self.account_id)
-            if account is None or not account.is_live:
-                raise LeaseLost(f"account {self.account_id} is gone or not live")
-            session.expunge(account)
-            return account
+        account = await detached_live_account(self.runtime, self.account_id)
+        if account is None:
+            raise LeaseLost(f"account {self.account_id} is gone or not live")
+        return account
 
     # --- reading ---------------------------------------------------------------------------------------
 

@@ -33,7 +33,8 @@ from tradepilot.trading.engine.orders import Liquidity, OrderType, Side
 from tradepilot.trading.engine.orders import OrderStatus as EngineStatus
 from tradepilot.trading.execution import OrderWriter, add, mul, sub
 from tradepilot.trading.live.answers import VenueOrder, VenueTrade
-from tradepilot.trading.live.placement import LivePlacement, live_venue_name
+from tradepilot.trading.live.client_ids import live_venue_name
+from tradepilot.trading.live.placement import LivePlacement
 from tradepilot.trading.live.reconciliation_models import ReconciliationRun, TradeCursor
 from tradepilot.trading.models import TradingAccount
 from tradepilot.trading.order_models import Fill, Order, OrderSource, OrderStatus

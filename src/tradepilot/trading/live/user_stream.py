@@ -28,7 +28,7 @@ import ccxt.pro
 from tradepilot.core.lease import LeaseLost
 from tradepilot.core.secrets_box import secret_box
 from tradepilot.market.feeds.ccxt_venues import create_exchange
-from tradepilot.trading.live.accounts import live_venues
+from tradepilot.trading.live.accounts import detached_live_account, live_venues
 from tradepilot.trading.live.answers import VenueOrder, parse_order
 from tradepilot.trading.live.credentials import unseal
 from tradepilot.trading.live.errors import MalformedAnswer
@@ -67,10 +67,11 @@ class UserStream:
     async def run(self) -> None:
         backoff = FIRST_BACKOFF_SECONDS
         while True:
-            account = await self._account()
+            account = await detached_live_account(self.runtime, self.account_id)
             if account is None or not streams_orders(account.venue):
                 return  # gone, no longer live, or an exchange without the stream: REST polling alone
             client = self._client(account)
+            subscribed = self.subscriptions
             try:
                 await self._follow(client)
             except (asyncio.CancelledError, LeaseLost):
@@ -80,6 +81,8 @@ class UserStream:
                                extra={"account_id": str(self.account_id), "error": type(exc).__name__})
             finally:
                 await asyncio.shield(self._close(client))
+            if self.subscriptions > subscribed:  # it was up: this drop is a first failure, not the next
+                backoff = FIRST_BACKOFF_SECONDS
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -117,14 +120,6 @@ class UserStream:
         applied.clear()
         applied.update(seen)
         return views
-
-    async def _account(self) -> TradingAccount | None:
-        async with self.runtime.db.read() as session:
-            account = await session.get(TradingAccount, self.account_id)
-            if account is None or not account.is_live:
-                return None
-            session.expunge(account)
-            return account
 
     def _client(self, account: TradingAccount) -> Any:
         settings = self.runtime.settings
