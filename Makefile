@@ -30,7 +30,7 @@ run: $(VENV)/.installed
 
 ## make test: install dev dependencies and run the whole suite in parallel
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -n $(WORKERS) --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 migrate: $(VENV)/.installed
 	$(PY) -m tradepilot migrate

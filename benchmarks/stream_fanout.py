@@ -368,8 +368,8 @@ def _token(port: int) -> str:
     email, password = f"bench-{time.time_ns()}@example.com", "benchmark password 123"
     base = f"http://127.0.0.1:{port}"
     # generous: a fresh server on a busy CI machine (argon2, start-up jobs) can take seconds to answer
-    assert httpx.post(base + "/api/auth/register", json={"email": email, "password": password},
-                      timeout=60).status_code == 201
+    registered = httpx.post(base + "/api/auth/register", json={"email": email, "password": password}, timeout=60)
+    assert registered.status_code == 201, (registered.status_code, registered.text)
     resp = httpx.post(base + "/api/auth/login", json={"email": email, "password": password}, timeout=60)
     resp.raise_for_status()
     return str(resp.json()["access_token"])

@@ -9,9 +9,16 @@ import httpx
 import pytest
 
 from tests import support
+from tests.scheduling import deal_slow_tests_first, worksteal_workers
 from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workers = worksteal_workers(config)
+    if workers > 1:
+        items[:] = deal_slow_tests_first(items, workers)
 
 
 def _require_or_skip(env: str, what: str) -> str:
