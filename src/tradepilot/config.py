@@ -183,7 +183,7 @@ class Settings(BaseSettings):
     live_reconcile_enabled: bool = True
     live_reconcile_interval_seconds: float = Field(60.0, gt=0)  # between periodic runs, by the runtime's clock
     live_reconcile_poll_seconds: float = Field(1.0, gt=0)  # how often owners look at the clock / for new accounts
-    live_emulation_interval_seconds: float = Field(2.0, ge=0)  # between ticks of emulated trailing stops (clock)
+    live_emulation_interval_seconds: float = Field(2.0, ge=0)  # between ticks of emulated orders: trailing sells, positions' exits (clock)
     live_pending_grace_seconds: float = Field(120.0, gt=0)  # a pending_new order the exchange never saw ends after
 
     # Notifications and alerts (docs/notifications.md, docs/alerts.md): the outbox consumer that

@@ -286,6 +286,8 @@ async def test_a_live_positions_exits_are_kept_here_and_the_stop_loss_sells_it_o
     events = (await client.get(f"{ORDERS}/{sl['order_id']}/events", headers=bearer(tokens))).json()["items"]
     assert [(e["type"], e["detail"].get("emulated")) for e in events] == [("received", None), ("accepted", True)]
     assert (await reconcile(client, tokens, aid))["differences"] == []  # not on the exchange, and not missing
+    never_sent = {f"tp-{uuid.UUID(o['order_id']).hex}" for o in (sl, tp)}
+    assert not [p for p in fake.sent("GET", "order") if p.get("origClientOrderId") in never_sent]  # not asked for
 
     reads = len(fake.sent("GET", "depth"))
     fake.move_price("BTCUSDT", "58500")  # down, but above the stop

@@ -70,3 +70,16 @@ def test_each_fill_records_what_it_realised_and_they_add_up_to_the_position_exac
     for value in realised:
         total += value
     assert total == row.realised_pnl and row.quantity == 0 and row.fees == D("0.06")
+
+
+def test_the_average_is_the_exact_cost_over_the_quantity_rounded_once() -> None:
+    # a running average rounded at every fill ends at …666 here; cost 24 + 4 = 28 over 6 is …667,
+    # what an order with these three fills averages
+    state = run(("buy", "1", "1"), ("buy", "2", "3"), ("buy", "3", "7"))
+    assert (state.cost, state.average_entry_price) == (D(28), D("4.666666666666666667"))
+    # a sale scales the cost with what is left: the average stays
+    sold = apply_fill(state, side="sell", price=D(5), quantity=D(3))
+    assert (sold.quantity, sold.cost, sold.average_entry_price) == (D(3), D(14), D("4.666666666666666667"))
+    # a row from before the cost column: quantity x average stands in
+    older = apply_fill(PositionState(D(2), D(10), D(0)), side="buy", price=D(13), quantity=D(1))
+    assert (older.cost, older.average_entry_price) == (D(33), D(11))

@@ -173,6 +173,9 @@ class Position(UUIDPrimaryKey, Base):
     quote_asset: Mapped[str] = mapped_column(String(16))
     quantity: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))  # signed: + long
     average_entry_price: Mapped[Decimal | None] = mapped_column(Money)  # None when flat
+    # the open quantity's cost (quote asset, unsigned), summed exactly: average = cost ÷ quantity,
+    # rounded once; None on rows older than the column (quantity × average stands in)
+    cost_basis: Mapped[Decimal | None] = mapped_column(Money)
     realised_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))  # gross, in the quote asset
     fees: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))  # paid on this symbol, quote asset
     opened_at: Mapped[datetime | None]

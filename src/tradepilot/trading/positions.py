@@ -3,6 +3,11 @@
 A buy adds to the position at its price: the new average entry is the quantity-weighted mean
 of the old average and the fill price. A sell realises ``(price − average entry) × quantity``
 and leaves the average unchanged; selling everything flattens the position (no average).
+
+The position keeps its **cost basis** (what the open quantity cost, exactly: fills add
+``price × quantity``) and the average is that cost ÷ quantity rounded once — not a running
+average rounded at every fill, which drifts by 1e-18 per fill from what the orders averaged.
+A sell scales the cost with the quantity left, so the average stays.
 Fees are kept apart (``Position.fees``): ``realised_pnl`` is gross, the net is
 ``realised_pnl − fees``.
 
@@ -39,6 +44,12 @@ class PositionState:
     quantity: Decimal
     average_entry_price: Decimal | None
     realised_pnl: Decimal
+    cost: Decimal | None = None  # the open quantity's cost; None: quantity × average (older rows)
+
+    def basis(self) -> Decimal:
+        if self.cost is not None:
+            return self.cost
+        return _WIDE.multiply(abs(self.quantity), self.average_entry_price or ZERO)
 
 
 def apply_fill(state: PositionState, *, side: str, price: Decimal, quantity: Decimal,
@@ -50,18 +61,19 @@ def apply_fill(state: PositionState, *, side: str, price: Decimal, quantity: Dec
         if held == 0 and signed < 0 and not allow_short:
             return state  # nothing held to sell (deposited coins): no position, nothing realised
         new = _WIDE.add(held, signed)
-        cost = _WIDE.add(_WIDE.multiply(abs(held), avg or ZERO), _WIDE.multiply(quantity, price))
-        return PositionState(new, _round(_WIDE.divide(cost, abs(new))), realised)
+        cost = _round(_WIDE.add(state.basis() if held else ZERO, _WIDE.multiply(quantity, price)))
+        return PositionState(new, _round(_WIDE.divide(cost, abs(new))), realised, cost)
     closing = min(quantity, abs(held))
     direction = 1 if held > 0 else -1
     assert avg is not None
     realised = _round(_WIDE.add(realised, _WIDE.multiply(_WIDE.subtract(price, avg), closing) * direction))
     new = _WIDE.add(held, signed)
     if new == 0 or ((new > 0) != (held > 0) and not allow_short):
-        return PositionState(ZERO, None, realised)
+        return PositionState(ZERO, None, realised, ZERO)
     if (new > 0) != (held > 0):  # flipped through zero: the rest opens at this price
-        return PositionState(new, price, realised)
-    return PositionState(new, avg, realised)
+        return PositionState(new, price, realised, _round(_WIDE.multiply(abs(new), price)))
+    left = _round(_WIDE.divide(_WIDE.multiply(state.basis(), abs(new)), abs(held)))  # the average stays
+    return PositionState(new, avg, realised, left)
 
 
 async def position_for_update(session: AsyncSession, *, account_id: uuid.UUID, user_id: uuid.UUID, symbol: str,
@@ -72,7 +84,7 @@ async def position_for_update(session: AsyncSession, *, account_id: uuid.UUID, u
                                .execution_options(populate_existing=True))
     if row is None:
         row = Position(account_id=account_id, user_id=user_id, symbol=symbol, base_asset=base, quote_asset=quote,
-                       quantity=ZERO, average_entry_price=None, realised_pnl=ZERO, fees=ZERO, opened_at=None,
+                       quantity=ZERO, average_entry_price=None, cost_basis=ZERO, realised_pnl=ZERO, fees=ZERO, opened_at=None,
                        updated_at=now)
         session.add(row)
     return row
@@ -86,10 +98,11 @@ def record_fill(row: Position, *, side: str, price: Decimal, quantity: Decimal, 
     (each is the difference of two rounded running totals)."""
     before = row.quantity
     realised_before = row.realised_pnl
-    after = apply_fill(PositionState(row.quantity, row.average_entry_price, row.realised_pnl),
+    after = apply_fill(PositionState(row.quantity, row.average_entry_price, row.realised_pnl, row.cost_basis),
                        side=side, price=price, quantity=quantity)
     row.quantity, row.average_entry_price, row.realised_pnl = after.quantity, after.average_entry_price, \
         after.realised_pnl
+    row.cost_basis = after.cost
     row.fees = _WIDE.add(row.fees, fee)
     if after.quantity == 0:
         row.opened_at = None

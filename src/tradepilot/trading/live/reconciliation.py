@@ -199,6 +199,8 @@ class Reconciliation:
         for row in known_open:  # open here, not open there: what became of it?
             if row.exchange_order_id in views or (row.client_id and row.client_id in open_cids):
                 continue
+            if row.status == OrderStatus.NEW and row.exchange_order_id is None:
+                continue  # kept by the platform until it fires, never sent (live/emulation.py): nothing to ask
             if row.client_id is not None:
                 found = await exchange.find_order(symbol=row.symbol, client_order_id=row.client_id)
             elif row.exchange_order_id is not None:
