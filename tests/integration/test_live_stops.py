@@ -138,11 +138,6 @@ async def test_a_stop_that_would_trigger_at_once_is_rejected_by_the_exchange_and
     rows = await assert_ledger_consistent(runtime, aid)
     assert rows["USDT"].locked == 0
 
-    resp = await client.post(ORDERS, headers=bearer(tokens), json={
-        "account_id": aid, "symbol": "BTC/USDT", "side": "buy", "type": "trailing_stop", "quantity": "0.01",
-        "trail_percent": "1"})
-    assert resp.status_code == 422 and resp.json()["code"] == "order_type_not_supported", resp.text
-
 
 # --- trailing stops, emulated by the platform ------------------------------------------------------------
 
@@ -209,6 +204,45 @@ async def test_trailing_stop_is_emulated_and_sends_exactly_one_market_order_acro
         await assert_ledger_equals_exchange(client._transport.app.state.runtime, fake, aid)  # type: ignore[attr-defined]
 
 
+async def test_a_trailing_buy_follows_the_ask_down_and_buys_once_when_it_rises_through_the_stop(
+        client: httpx.AsyncClient, fake: FakeBinanceSpot, runtime: object) -> None:
+    tokens, account = await reconciled(client, fake)
+    aid = account["id"]
+    resp = await client.post(ORDERS, headers=bearer(tokens), json={
+        "account_id": aid, "symbol": "BTC/USDT", "side": "buy", "type": "trailing_stop", "quantity": "0.01",
+        "trail_percent": "1"})
+    assert resp.status_code == 201, resp.text
+    trailing = resp.json()
+    # 1 % over the best ask, 60000; reserved at that level with the taker fee (0.1 %) and the
+    # market-buy margin (2 %): 0.01 x 60600 x 1.001 x 1.02 — its stop only moves down
+    assert (trailing["status"], trailing["stop_price"], trailing["reserved"], trailing["reserved_asset"]) == (
+        "new", "60600", "618.73812", "USDT")
+    assert sent_for(fake, trailing["id"]) == []  # kept here
+
+    fake.move_price("BTCUSDT", "59000")  # the mark follows the ask down
+
+    async def moved() -> bool:
+        return (await order_of(client, tokens, trailing["id"]))["stop_price"] == "59590"
+    await until(moved)
+    reads = len(fake.sent("GET", "depth"))
+    fake.move_price("BTCUSDT", "59500")  # up, but under the stop
+    await until(lambda: _ticked(fake, reads + 2))
+    assert sent_for(fake, trailing["id"]) == []
+    fake.move_price("BTCUSDT", "59700")  # through the stop: one market buy
+
+    async def bought_once() -> bool:
+        return (await order_of(client, tokens, trailing["id"]))["status"] == "filled"
+    await until(bought_once)
+    assert sent_for(fake, trailing["id"]) == [("BUY", "MARKET", D("0.01"))]
+    now = await order_of(client, tokens, trailing["id"])
+    assert (now["filled_quantity"], now["average_fill_price"], now["reserved"], now["stop_price"]) == (
+        "0.01", "59700", "0", "59590")
+    assert (await reconcile(client, tokens, aid))["differences"] == []
+    rows = await assert_ledger_consistent(runtime, aid)
+    assert rows["USDT"].locked == 0
+    await assert_ledger_equals_exchange(runtime, fake, aid)
+
+
 async def _ticked(fake: FakeBinanceSpot, after: int = 0) -> bool:
     """The emulator has read the book (again) since ``after`` requests."""
     return len(fake.sent("GET", "depth")) > after
@@ -262,7 +296,7 @@ async def set_exits(client: httpx.AsyncClient, tokens: dict, position_id: str, s
     return tp.json()  # type: ignore[no-any-return]
 
 
-def sells_of(fake: FakeBinanceSpot, order_id: str) -> list[tuple[str, str, Decimal]]:
+def sent_for(fake: FakeBinanceSpot, order_id: str) -> list[tuple[str, str, Decimal]]:
     cid = f"tp-{uuid.UUID(order_id).hex}"
     return [(p["side"], p["type"], D(p["quantity"])) for p in fake.sent("POST", "order")
             if p["newClientOrderId"] == cid]
@@ -298,8 +332,8 @@ async def test_a_live_positions_exits_are_kept_here_and_the_stop_loss_sells_it_o
     async def sold() -> bool:
         return (await order_of(client, tokens, sl["order_id"]))["status"] == "filled"
     await until(sold)
-    assert sells_of(fake, sl["order_id"]) == [("SELL", "MARKET", D("0.03"))]
-    assert sells_of(fake, tp["order_id"]) == []
+    assert sent_for(fake, sl["order_id"]) == [("SELL", "MARKET", D("0.03"))]
+    assert sent_for(fake, tp["order_id"]) == []
     stop = await order_of(client, tokens, sl["order_id"])
     assert (stop["filled_quantity"], stop["average_fill_price"], stop["stop_price"]) == ("0.03", "57900", "58000")
     target = await order_of(client, tokens, tp["order_id"])
@@ -332,10 +366,10 @@ async def test_live_exits_follow_the_position_and_the_take_profit_sells_it(
     async def sold() -> bool:
         return (await order_of(client, tokens, tp["order_id"]))["status"] == "filled"
     await until(sold)
-    assert sells_of(fake, tp["order_id"]) == [("SELL", "MARKET", D("0.03"))]
+    assert sent_for(fake, tp["order_id"]) == [("SELL", "MARKET", D("0.03"))]
     stop = await order_of(client, tokens, sl["order_id"])
     assert (stop["status"], stop["cancel_reason"]) == ("canceled", "position_closed")
-    assert sells_of(fake, sl["order_id"]) == []
+    assert sent_for(fake, sl["order_id"]) == []
     assert (await reconcile(client, tokens, aid))["differences"] == []
     await assert_ledger_equals_exchange(runtime, fake, aid)
 
@@ -388,7 +422,7 @@ async def test_an_exit_whose_sell_is_in_flight_holds_its_sibling_and_cannot_be_r
     reads = len(fake.sent("GET", "depth"))
     fake.move_price("BTCUSDT", "62100")  # the take-profit's price, while the stop's sell is unresolved
     await until(lambda: _ticked(fake, reads + 2))
-    assert (await order_of(client, tokens, tp))["status"] == "new" and sells_of(fake, tp) == []
+    assert (await order_of(client, tokens, tp))["status"] == "new" and sent_for(fake, tp) == []
 
     clock.advance(61)  # past the grace age: the stop's sell never reached the exchange
     resp = await client.post(f"/api/trading/accounts/{aid}/reconcile", headers=bearer(tokens))
@@ -398,5 +432,5 @@ async def test_an_exit_whose_sell_is_in_flight_holds_its_sibling_and_cannot_be_r
         return (await order_of(client, tokens, tp))["status"] == "filled"
     await until(taken)
     assert (await order_of(client, tokens, sl))["status"] == "rejected"
-    assert len(sells_of(fake, sl)) == 1 and sells_of(fake, tp) == [("SELL", "MARKET", D("0.03"))]
+    assert len(sent_for(fake, sl)) == 1 and sent_for(fake, tp) == [("SELL", "MARKET", D("0.03"))]
     await assert_ledger_equals_exchange(runtime, fake, aid)

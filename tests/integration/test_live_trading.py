@@ -216,7 +216,7 @@ async def test_resting_limit_order_is_tracked_and_cancelled_on_the_exchange(
     assert fake.orders[0].status == "CANCELED"
     rows = await assert_ledger_consistent(runtime, account["id"])
     assert rows["USDT"].free == D("10000")
-    # trailing buys and trail modifies are not for live accounts: refused, nothing sent
+    # a trailing buy is kept by the platform (nothing sent); a trail modify is refused
     # (stops, modify, cancel-all and panic: test_live_stops.py, test_live_modify_panic.py, test_live_cancel_all.py)
     resting = await client.post(ORDERS, headers=bearer(tokens), json={
         "account_id": account["id"], "symbol": "BTC/USDT", "side": "buy", "type": "limit", "quantity": "0.01",
@@ -225,7 +225,7 @@ async def test_resting_limit_order_is_tracked_and_cancelled_on_the_exchange(
     resp = await client.post(ORDERS, headers=bearer(tokens), json={
         "account_id": account["id"], "symbol": "BTC/USDT", "side": "buy", "type": "trailing_stop", "quantity": "0.01",
         "trail_amount": "500"})
-    assert resp.status_code == 422 and resp.json()["code"] == "order_type_not_supported", resp.text
+    assert resp.status_code == 201 and resp.json()["status"] == "new", resp.text
     resp = await client.put(f"{ORDERS}/{resting.json()['id']}", json={"trail_amount": "5"}, headers=bearer(tokens))
     assert resp.status_code == 422 and resp.json()["code"] == "order_type_not_supported"
     assert len(fake.sent("POST", "order")) == 2 and fake.orders[1].status == "NEW"

@@ -2,9 +2,11 @@
 
 Two kinds are **kept by the platform**: recorded and accepted here, never sent until they fire.
 
-* **Trailing sells.** Binance spot has a trailing delta on its STOP_LOSS orders, but measured in
+* **Trailing stops.** Binance spot has a trailing delta on its STOP_LOSS orders, but measured in
   basis points from the price at which the order is activated, which is not TradePilot's trail
-  (an amount, or a percentage of the best price since placement).
+  (an amount, or a percentage of the best price since placement). A buy reserves its quantity
+  at the stop level of its placement (its stop only moves down) plus the market-buy margin
+  (``live_market_buffer``): the market buy it sends may pay above the stop.
 * **A position's stop-loss and take-profit** (``position_exits``). Both protect the same coins
   and only one may ever sell them; on the exchange each would lock the whole quantity, so the
   second could not be placed. Kept here, they reserve nothing (as on paper) and the first to
@@ -15,10 +17,12 @@ How:
 * **Who watches.** The process holding the account's reconciliation lease (one per account,
   ``reconciliation_owner``) ticks :class:`Emulator` between its runs, every
   ``live_emulation_interval_seconds`` by the runtime's clock.
-* **The price.** The exchange's own book (``fetch_order_book``): the best bid — the price a
-  market sell would get. A stop-loss fires at or below its stop, a take-profit at or above it
-  (paper exits fire on trades; a live account has no trade feed of its own).
-* **The water mark** of a trailing stop moves with the price and is written (``stop_moved``)
+* **The price.** The exchange's own book (``fetch_order_book``): the best bid for a sell, the
+  best ask for a buy — what the market order would get. A stop-loss fires at or below its stop,
+  a take-profit at or above it (paper exits fire on trades; a live account has no trade feed
+  of its own); a trailing sell at or below its stop, a trailing buy at or above it.
+* **The water mark** of a trailing stop (a sell's highest bid, a buy's lowest ask) moves with
+  the price and is written (``stop_moved``)
   with the stop price it implies, fenced by the lease: a restart, or another replica taking the
   account over, continues from the stored mark.
 * **Firing** is one transaction (``triggered``, status ``pending_new``), then ONE market order
@@ -27,9 +31,6 @@ How:
   the emulator never picks again (it watches ``new`` orders only) and that reconciliation
   adopts or ends — so the market order is sent at most once, across restarts. An exit does not
   fire while its sibling's sell is in flight.
-
-Only sells (the protective exits of a long spot position) are emulated: a trailing buy's cost
-is unknown until it fires, and a live reservation cannot be topped up on the exchange.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.errors import TradePilotError
 from tradepilot.core.lease import Lease
+from tradepilot.market.types import OrderBook
 from tradepilot.trading.engine.orders import OrderType
 from tradepilot.trading.engine.triggers import trail_level
 from tradepilot.trading.execution import OrderWriter, to_engine
@@ -82,17 +84,18 @@ def fires(row: Order, price: Decimal) -> tuple[Decimal | None, Decimal | None, b
         return None, None, price >= row.stop_price  # type: ignore[operator]
     order = to_engine(row)
     mark, stop = None, None
-    if order.water_mark is None or price > order.water_mark:
+    # a sell's mark follows the best bid up, a buy's the best ask down
+    if order.water_mark is None or (price < order.water_mark if order.is_buy else price > order.water_mark):
         order.water_mark = price
         order.stop_price = trail_level(order)
         mark, stop = order.water_mark, order.stop_price
     assert order.stop_price is not None
-    return mark, stop, price <= order.stop_price
+    return mark, stop, (price >= order.stop_price if order.is_buy else price <= order.stop_price)
 
 
 async def accept_emulated(placement: LivePlacement, order_id: uuid.UUID, price: Decimal) -> None:
     """A live trailing stop, just recorded ``pending_new``: accepted here, its mark the exchange's
-    best bid now — kept by the platform, nothing sent."""
+    best price on its side now (bid for a sell, ask for a buy) — kept by the platform, nothing sent."""
     async with placement.runtime.db.transaction() as session:
         account, row = await placement._locked_order(session, order_id)
         now = placement.clock.now()
@@ -132,12 +135,12 @@ class Emulator:
             return []
         fired: list[uuid.UUID] = []
         async with live_venues(self.runtime).open(account) as exchange:
-            prices: dict[str, Decimal | None] = {}
+            books: dict[str, OrderBook] = {}
             for row in rows:
-                if row.symbol not in prices:
-                    book = await exchange.order_book(row.symbol, 5)
-                    prices[row.symbol] = book.bids[0][0] if book.bids else None
-                price = prices[row.symbol]
+                if row.symbol not in books:
+                    books[row.symbol] = await exchange.order_book(row.symbol, 5)
+                levels = books[row.symbol].asks if row.side == "buy" else books[row.symbol].bids
+                price = levels[0][0] if levels else None
                 if price is None:
                     continue
                 mark, stop, fire = fires(row, price)

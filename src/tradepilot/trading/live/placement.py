@@ -25,8 +25,8 @@ Binance refuses those before acting) ends the order ``rejected`` and answers the
 ``market`` and ``limit`` orders go to any supported exchange; ``stop``, ``stop_limit``,
 ``take_profit`` and ``take_profit_limit`` to an exchange that keeps and triggers them itself
 (``exchange.NATIVE_STOPS``: Binance spot's STOP_LOSS(_LIMIT) / TAKE_PROFIT(_LIMIT)), so they work
-even while TradePilot is down. Anything else (trailing stops, brackets, OCO, ``quote_quantity``,
-``post_only``) is 422 ``order_type_not_supported``.
+even while TradePilot is down. Trailing stops are kept by the platform (``live/emulation.py``).
+Anything else (brackets, OCO, ``quote_quantity``, ``post_only``) is 422 ``order_type_not_supported``.
 
 A modified order (``live.modify``: cancel-replace) is sent again under a new client id
 ``tp-<order id hex><revision>``: the exchange refuses to reuse one, and reconciliation must tell
@@ -115,9 +115,6 @@ class LivePlacement:
         if body.is_group:
             raise unsupported("Brackets and OCO orders are not available on live accounts yet.")
         native = NATIVE_STOPS.get(exchange_id, {})
-        if body.type == OrderType.TRAILING_STOP and body.side != "sell":
-            raise unsupported("Trailing stops on live accounts are sells (a long position's exit): TradePilot "
-                              "emulates them and cannot top up a buy's reservation when it fires.")
         if body.type not in LIVE_TYPES and body.type not in native and body.type != OrderType.TRAILING_STOP:
             kinds = ", ".join(["market", "limit", *native, "trailing_stop (sell)"])
             raise unsupported(f"{body.type} orders are not available on {exchange_id} accounts yet: use {kinds}.")
@@ -163,8 +160,7 @@ class LivePlacement:
             if body.type == OrderType.TRAILING_STOP:  # kept by the platform until it fires (live/emulation.py)
                 # imported here: live/emulation.py builds on this module
                 from tradepilot.trading.live.emulation import accept_emulated
-                assert prepared.book is not None and prepared.book.bids  # checked in prepare
-                await accept_emulated(self, row_id, prepared.book.bids[0][0])
+                await accept_emulated(self, row_id, best_price(prepared, body.side))
                 async with self.runtime.db.transaction() as session:
                     _, row = await self._locked_order(session, row_id)
                     return await finish(session, row, 201)
@@ -209,6 +205,8 @@ class LivePlacement:
                 raise DuplicateClientOrderId(body.client_order_id)
             order_id = uuid.uuid4()
             order = service._engine_order(body, instrument.symbol, str(order_id), str(account.id))
+            if body.type == OrderType.TRAILING_STOP:  # its mark starts at the side's best price
+                order.water_mark = best_price(prepared, body.side)
             engine = MatchingEngine(FeeSchedule(service.rates), [instrument])  # the estimate: walk the book
             assert prepared.book is not None
             engine.on_book(prepared.book)
@@ -219,6 +217,10 @@ class LivePlacement:
                     full = ceil18(mul(used, 1 + self.settings.live_market_buffer))
                 else:
                     full = body.quantity or ZERO
+            elif body.type == OrderType.TRAILING_STOP and body.side == "buy":
+                # its stop only moves down, so the level at placement bounds its cost; the market
+                # buy it sends may pay above the stop: the same margin as a market buy
+                full = ceil18(mul(full, 1 + self.settings.live_market_buffer))
             await service._check_risk(session, principal, account, order, prepared, fills, cost=full)
             quote, base = instrument.quote, instrument.base
             row = Order(id=order_id, account_id=account.id, user_id=principal.id,
@@ -423,6 +425,14 @@ class LivePlacement:
                         event.reason = reason
             await writer.apply(current, order, events)
             return current
+
+
+def best_price(prepared: Prepared, side: str) -> Decimal:
+    """What a market order on ``side`` would get first: the best ask for a buy, bid for a sell
+    (``prepare`` refused an empty side)."""
+    assert prepared.book is not None
+    levels = prepared.book.asks if side == "buy" else prepared.book.bids
+    return levels[0][0]
 
 
 def emulated_waiting(row: Order) -> bool:
