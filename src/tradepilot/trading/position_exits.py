@@ -57,7 +57,7 @@ from tradepilot.trading.engine.orders import OrderType
 from tradepilot.trading.execution import OrderWriter, on_position_change
 from tradepilot.trading.filters import OrderAmounts, check_filters
 from tradepilot.trading.halt import ensure_not_halted
-from tradepilot.trading.live.accounts import live_venues
+from tradepilot.trading.live.accounts import detached_live_account, live_venues
 from tradepilot.trading.live.client_ids import live_venue_name
 from tradepilot.trading.live.placement import emulated_waiting, unsupported
 from tradepilot.trading.models import TradingAccount
@@ -196,7 +196,9 @@ class PositionService:
 
     async def set_exit(self, session: AsyncSession, principal: AuthUser, position_id: uuid.UUID, kind: str, *,
                        order_type: str, trigger: Decimal) -> Order:
-        """Set (or replace) the position's stop-loss / take-profit; returns its order. Never commits."""
+        """Set (or replace) the position's stop-loss / take-profit; returns its order. Never commits.
+        On a live account the caller's transaction is ended before the exchange is read (it must
+        hold no writes yet): objects it loaded are expired."""
         assert kind in ExitKind.ALL
         assert order_type in (STOP_LOSS_TYPES if kind == ExitKind.STOP_LOSS else TAKE_PROFIT_TYPES)
         limit = order_type == OrderType.LIMIT
@@ -264,15 +266,18 @@ class PositionService:
             await session.flush()
 
     async def _live_quote(self, session: AsyncSession, position_id: uuid.UUID) -> LiveQuote | None:
-        """On a live account, the exchange's instrument and best bid (None on paper): read before
-        the account is locked."""
+        """On a live account, the exchange's instrument and best bid (None on paper), read with no
+        lock held: the caller's transaction, which holds only reads so far (the request's
+        dependencies) but on SQLite already the process's writer lock, is ended first."""
         found = (await session.execute(select(Position.account_id, Position.symbol)
                                        .where(Position.id == position_id))).one_or_none()
         if found is None:
             raise position_not_found()
-        account = await session.get(TradingAccount, found[0])
-        if account is None or not account.is_live:
+        account = await detached_live_account(self.runtime, found[0])
+        if account is None:
             return None
+        assert not (session.new or session.dirty or session.deleted), "set_exit on live must come before any write"
+        await session.rollback()
         async with live_venues(self.runtime).open(account) as exchange:
             instrument = await exchange.instrument(found[1])
             book = await exchange.order_book(found[1], 5)

@@ -233,13 +233,14 @@ async def set_stop_loss(position: OwnedPosition, principal: TradeUser, db: DbSes
     below `stop_price`, it sells at market. Replaces the previous stop-loss; follows the
     position (resized when it changes, canceled when it is closed); survives restarts.
     `{"stop_price": null}` removes it. Answers the position."""
+    position_id = position.id  # a live account's exit ends the session's transaction first
     if body.stop_price is None:
-        await positions.remove_exit(db, position.id, ExitKind.STOP_LOSS)
+        await positions.remove_exit(db, position_id, ExitKind.STOP_LOSS)
     else:
-        await positions.set_exit(db, principal, position.id, ExitKind.STOP_LOSS, order_type="stop",
+        await positions.set_exit(db, principal, position_id, ExitKind.STOP_LOSS, order_type="stop",
                                  trigger=body.stop_price)
     await db.commit()
-    return await _view(db, runtime, position.id)
+    return await _view(db, runtime, position_id)
 
 
 @router.delete("/positions/{position_id}/stop-loss", response_model=PositionView, summary="Remove the stop-loss",
@@ -259,13 +260,14 @@ async def set_take_profit(position: OwnedPosition, principal: TradeUser, db: DbS
     `price`: a `take_profit` order (sells at market when it fires, the default) or a `limit`
     order resting at `price`. Replaces the previous take-profit; follows the position; survives
     restarts. `{"price": null}` removes it. Answers the position."""
+    position_id = position.id  # a live account's exit ends the session's transaction first
     if body.price is None:
-        await positions.remove_exit(db, position.id, ExitKind.TAKE_PROFIT)
+        await positions.remove_exit(db, position_id, ExitKind.TAKE_PROFIT)
     else:
-        await positions.set_exit(db, principal, position.id, ExitKind.TAKE_PROFIT, order_type=body.type,
+        await positions.set_exit(db, principal, position_id, ExitKind.TAKE_PROFIT, order_type=body.type,
                                  trigger=body.price)
     await db.commit()
-    return await _view(db, runtime, position.id)
+    return await _view(db, runtime, position_id)
 
 
 @router.delete("/positions/{position_id}/take-profit", response_model=PositionView,
