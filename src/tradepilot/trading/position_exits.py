@@ -237,11 +237,10 @@ class PositionService:
             await writer.close(current, OrderStatus.CANCELED, reason="exit_replaced")
         if quote is None:
             row = await self._place(writer, position, instrument, kind, order_type, trigger, quantity)
-        else:
+        else:  # kept by the platform (live/emulation.py)
             row = await _accepted_exit(writer, position, kind, venue=live_venue_name(account.venue),
                                        order_type=order_type, quantity=quantity, price=None, stop_price=trigger,
                                        emulated=True)
-        if quote is not None:
             await writer.finish(row)
         if link is None:
             session.add(PositionExit(position_id=position.id, account_id=position.account_id,

@@ -70,13 +70,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tradepilot.trading.live.emulation")
 
 EXIT_TYPES = frozenset({OrderType.STOP, OrderType.TAKE_PROFIT})  # a position's emulated exits
-EMULATED_TYPES = frozenset({OrderType.TRAILING_STOP, *EXIT_TYPES})
 _IN_FLIGHT = (OrderStatus.PENDING_NEW, OrderStatus.PARTIALLY_FILLED)
 
 
 def fires(row: Order, price: Decimal) -> tuple[Decimal | None, Decimal | None, bool]:
-    """(new water mark, new stop price, fired) of an emulated sell seeing the best bid ``price``;
-    None, None: the mark did not move (or the order has none)."""
+    """(new water mark, new stop price, fired) of an emulated order seeing ``price``, the best
+    price on its side (bid for a sell, ask for a buy); None, None: the mark did not move (or
+    the order has none)."""
     assert row.stop_price is not None or row.type == OrderType.TRAILING_STOP
     if row.type == OrderType.STOP:
         return None, None, price <= row.stop_price  # type: ignore[operator]
