@@ -9,10 +9,15 @@ import httpx
 import pytest
 
 from tests import support
-from tests.scheduling import deal_slow_tests_first, worksteal_workers
+from tests.scheduling import TellWorkersTheDist, deal_slow_tests_first, worksteal_workers
 from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(TellWorkersTheDist(), "tradepilot-worker-dist")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

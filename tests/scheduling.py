@@ -48,8 +48,16 @@ def deal_slow_tests_first(items: list[pytest.Item], workers: int) -> list[pytest
     return ordered
 
 
+class TellWorkersTheDist:
+    """Controller-side (xdist's ``pytest_configure_node``): a worker's own ``dist`` option is
+    reset to ``no``, so the controller's is passed on in ``workerinput``."""
+
+    def pytest_configure_node(self, node: object) -> None:
+        node.workerinput["tradepilot_dist"] = node.config.getoption("dist")  # type: ignore[attr-defined]
+
+
 def worksteal_workers(config: pytest.Config) -> int:
     """How many workers share the run by work-stealing (0: not such a run, keep the order)."""
-    if getattr(config.option, "dist", None) != "worksteal":
+    if getattr(config, "workerinput", {}).get("tradepilot_dist") != "worksteal":
         return 0
     return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
