@@ -158,17 +158,21 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> No
         await asyncio.sleep(0.05)
 
 
+async def trailing_stop(client: httpx.AsyncClient, tokens: dict, aid: str, side: str, quantity: str,
+                        **trail: str) -> dict:
+    resp = await client.post(ORDERS, headers=bearer(tokens), json={
+        "account_id": aid, "symbol": "BTC/USDT", "side": side, "type": "trailing_stop", "quantity": quantity, **trail})
+    assert resp.status_code == 201, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
 async def test_trailing_stop_is_emulated_and_sends_exactly_one_market_order_across_a_restart(
         settings: Settings, clock: TestClock, fake: FakeBinanceSpot) -> None:
     async with client_of(settings, clock) as client:
         tokens, account = await reconciled(client, fake)
         aid = account["id"]
         await bought(client, tokens, aid)
-        resp = await client.post(ORDERS, headers=bearer(tokens), json={
-            "account_id": aid, "symbol": "BTC/USDT", "side": "sell", "type": "trailing_stop", "quantity": "0.03",
-            "trail_percent": "1"})
-        assert resp.status_code == 201, resp.text
-        trailing = resp.json()
+        trailing = await trailing_stop(client, tokens, aid, "sell", "0.03", trail_percent="1")
         assert (trailing["status"], trailing["stop_price"], trailing["reserved"], trailing["reserved_asset"]) == (
             "new", "59390.1", "0.03", "BTC")  # 1 % under the best bid, 59990; kept here, not on the exchange
         cid = f"tp-{uuid.UUID(trailing['id']).hex}"
@@ -208,11 +212,7 @@ async def test_a_trailing_buy_follows_the_ask_down_and_buys_once_when_it_rises_t
         client: httpx.AsyncClient, fake: FakeBinanceSpot, runtime: object) -> None:
     tokens, account = await reconciled(client, fake)
     aid = account["id"]
-    resp = await client.post(ORDERS, headers=bearer(tokens), json={
-        "account_id": aid, "symbol": "BTC/USDT", "side": "buy", "type": "trailing_stop", "quantity": "0.01",
-        "trail_percent": "1"})
-    assert resp.status_code == 201, resp.text
-    trailing = resp.json()
+    trailing = await trailing_stop(client, tokens, aid, "buy", "0.01", trail_percent="1")
     # 1 % over the best ask, 60000; reserved at that level with the taker fee (0.1 %) and the
     # market-buy margin (2 %): 0.01 x 60600 x 1.001 x 1.02 — its stop only moves down
     assert (trailing["status"], trailing["stop_price"], trailing["reserved"], trailing["reserved_asset"]) == (
@@ -255,11 +255,8 @@ async def test_an_emulated_trailing_stop_is_cancelled_here_and_never_sent(
     await bought(client, tokens, aid)
     placed = []
     for trail in ("500", "700"):
-        resp = await client.post(ORDERS, headers=bearer(tokens), json={
-            "account_id": aid, "symbol": "BTC/USDT", "side": "sell", "type": "trailing_stop", "quantity": "0.01",
-            "trail_amount": trail})
-        assert resp.status_code == 201 and resp.json()["status"] == "new", resp.text
-        placed.append(resp.json())
+        placed.append(await trailing_stop(client, tokens, aid, "sell", "0.01", trail_amount=trail))
+        assert placed[-1]["status"] == "new"
     assert placed[0]["stop_price"] == "59490"  # the best bid 59990 − 500
     refused = await client.put(f"{ORDERS}/{placed[0]['id']}", headers=bearer(tokens), json={"quantity": "0.02"})
     assert (refused.status_code, refused.json()["code"]) == (422, "order_type_not_supported")
