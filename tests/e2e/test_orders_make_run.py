@@ -28,7 +28,7 @@ def _wait_book(http: httpx.Client, timeout: float = 60) -> None:
         if resp.status_code == 200 and resp.json().get("asks"):
             return
         assert time.monotonic() < deadline, f"no BTC/USDT book from the simulated market: {resp.text}"
-        time.sleep(0.1)
+        time.sleep(1.0)  # within the demo user's 120 requests a minute, however long the book takes
 
 
 async def _session(url: str, token: str, auth: dict[str, str]) -> tuple[dict, list[dict], dict]:
