@@ -16,7 +16,8 @@ import httpx
 
 
 class PatientTransport(httpx.AsyncHTTPTransport):
-    """Waits out a 429 as a well-behaved client would (``Retry-After`` seconds, then once more):
+    """Waits out a 429 as a well-behaved client would (``Retry-After`` seconds, capped at 30, then
+    asks again; up to 10 times):
     an end-to-end test that polls a plan-limited user's endpoints while a loaded machine slows
     what it waits for must not read the rate limiter's problem+json as the answer."""
 

@@ -8,6 +8,7 @@ The position keeps its **cost basis** (what the open quantity cost, exactly: fil
 ``price × quantity``) and the average is that cost ÷ quantity rounded once — not a running
 average rounded at every fill, which drifts by 1e-18 per fill from what the orders averaged.
 A sell scales the cost with the quantity left, so the average stays.
+
 Fees are kept apart (``Position.fees``): ``realised_pnl`` is gross, the net is
 ``realised_pnl − fees``.
 

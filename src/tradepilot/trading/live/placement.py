@@ -116,7 +116,7 @@ class LivePlacement:
             raise unsupported("Brackets and OCO orders are not available on live accounts yet.")
         native = NATIVE_STOPS.get(exchange_id, {})
         if body.type not in LIVE_TYPES and body.type not in native and body.type != OrderType.TRAILING_STOP:
-            kinds = ", ".join(["market", "limit", *native, "trailing_stop (sell)"])
+            kinds = ", ".join(["market", "limit", *native, "trailing_stop"])
             raise unsupported(f"{body.type} orders are not available on {exchange_id} accounts yet: use {kinds}.")
         if body.quote_quantity is not None:
             raise unsupported("quote_quantity is not available on live accounts yet: give quantity.")
