@@ -1,4 +1,5 @@
-"""/api/ai: the built-in models with their scores, and market analysis on real candles."""
+"""/api/ai: the built-in models with their scores, market analysis on real candles, and the
+sentiment of stored texts (in the analysis too)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import httpx
 from tests.helpers import bearer, new_user
 from tests.integration.strategies_support import import_btc_1h
 from tests.market_support import COINBASE_1H
+from tradepilot.ai.models_catalog import sentiment_model
+from tradepilot.ai.sentiment_store import store_texts
 from tradepilot.market.importer import import_file
 from tradepilot.runtime import Runtime
 
@@ -113,3 +116,55 @@ async def test_sentiment_refuses_bad_input_and_stores_nothing(client: httpx.Asyn
     bad_range = await client.get("/api/ai/sentiment", params={"start": "2026-01-02T00:00:00Z",
                                                               "end": "2026-01-01T00:00:00Z"}, headers=bearer(tokens))
     assert bad_range.status_code == 422 and bad_range.json()["code"] == "invalid_range"
+
+
+async def test_analysis_carries_the_sentiment_of_the_symbols_texts_as_get_sentiment_reports_it(
+        client: httpx.AsyncClient, runtime: Runtime) -> None:
+    _, tokens = await new_user(client)
+    await import_btc_1h(runtime)
+    body = {"symbols": ["BTC/USDT"], "timeframe": "1h"}
+
+    async def analysed() -> dict:
+        resp = await client.post("/api/ai/analyze-market", json=body, headers=bearer(tokens))
+        assert resp.status_code == 200, resp.text
+        return resp.json()["items"][0]  # type: ignore[no-any-return]
+
+    async def overall() -> dict:
+        resp = await client.get("/api/ai/sentiment", params={"symbol": "BTC/USDT"}, headers=bearer(tokens))
+        return resp.json()["overall"]  # type: ignore[no-any-return]
+
+    none = await analysed()
+    assert none["sentiment"] is None and none["sentiment_reason"] == "no_texts"
+    assert "Sentiment" not in none["summary"]
+
+    now = runtime.clock.now()
+    texts = [{"text": "$BTC rallies to a record as buyers pile in"},
+             {"text": "Bitcoin surges as institutional demand beats forecasts", "symbols": ["BTC/USDT"],
+              "published_at": (now - timedelta(days=3)).isoformat()},
+             {"text": "Bitcoin plunges after exchange hack, analysts downgrade outlook", "symbols": ["BTC/USDT"],
+              "published_at": (now - timedelta(days=40)).isoformat()},  # older than the window
+             {"text": "Ethereum plunges after exchange hack", "symbols": ["ETH/USDT"]},  # another symbol
+             {"text": "Central bank holds rates steady"}]  # a general text
+    assert (await client.post("/api/ai/sentiment", json={"texts": texts}, headers=bearer(tokens))).status_code == 201
+    _, other = await new_user(client)  # another user's texts are not this user's sentiment
+    await client.post("/api/ai/sentiment", json={"texts": [{"text": "$BTC crashes, traders panic and sell"}]},
+                      headers=bearer(other))
+
+    bullish = await analysed()
+    mood = bullish["sentiment"]
+    assert bullish["sentiment_reason"] is None and mood["texts"] == 2 and mood["label"] == "bullish"
+    assert {k: mood[k] for k in ("texts", "score", "label", "bearish", "neutral", "bullish")} == await overall()
+    assert mood["end"] >= now.isoformat()[:19] and mood["start"] < mood["end"]
+    assert f"Sentiment over the last 30 days (2 texts) is bullish (mean score {mood['score']:+.2f}" in bullish["summary"]
+    assert bullish["trend"] == none["trend"]  # the same candles: only the sentiment moved
+
+    # an operator feed's text (no user) counts for every user, and changes the figures
+    async with runtime.db.transaction() as session:
+        await store_texts(session, sentiment_model(), None, [
+            ("Bitcoin crashes as exchange collapses and regulators crack down", {"BTC/USDT"}, now, "feed:news")], now)
+    changed = await analysed()
+    assert changed["sentiment"]["texts"] == 3 and changed["sentiment"]["score"] < mood["score"]
+    assert changed["sentiment"]["bearish"] == mood["bearish"] + 1
+    assert {k: changed["sentiment"][k] for k in ("texts", "score", "label", "bearish", "neutral", "bullish")} \
+        == await overall()
+    assert changed["summary"] != bullish["summary"]

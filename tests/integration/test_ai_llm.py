@@ -307,6 +307,10 @@ async def test_analysis_summary_by_the_llm_with_the_template_when_it_fails(
     assert chat_server.requests == []
 
     await llm_client.put("/api/ai/models/active", json={"task": "summary", "model": "llm:local"}, headers=headers)
+    posted = await llm_client.post("/api/ai/sentiment", json={"texts": [{"text": "$BTC rallies as buyers pile in"}]},
+                                   headers=headers)
+    assert posted.status_code == 201, posted.text
+    llm_clock.advance(1)  # the window [now - 30 days, now) leaves out a text of this very instant
     by_llm = (await llm_client.post("/api/ai/analyze-market", json=analyse, headers=headers)).json()["items"][0]
     assert by_llm["summary_source"] == "llm:local" and MODEL in by_llm["summary"]
     assert by_llm["trend"] == template["trend"] and by_llm["support"] == template["support"]  # the facts, as always
@@ -314,6 +318,8 @@ async def test_analysis_summary_by_the_llm_with_the_template_when_it_fails(
     facts = json.loads(sent.body["messages"][1]["content"].split("\n", 1)[1])["analysis"]
     assert facts["symbol"] == "BTC/USDT" and facts["momentum"] == template["momentum"]
     assert facts["prediction_reason"] == "model_not_ready"
+    assert facts["sentiment"] == by_llm["sentiment"] and facts["sentiment"]["texts"] == 1  # the LLM sees it too
+    assert template["sentiment"] is None and "sentiment" in sent.body["messages"][2]["content"]
 
     await asyncio.to_thread(import_file, runtime.services["market"].candles, COINBASE_1H, symbol="ETH/USDT",
                             timeframe="1h", derive=False)
@@ -322,7 +328,10 @@ async def test_analysis_summary_by_the_llm_with_the_template_when_it_fails(
     both = {**analyse, "symbols": ["BTC/USDT", "ETH/USDT"]}
     fallback, eth = (await llm_client.post("/api/ai/analyze-market", json=both, headers=headers)).json()["items"]
     assert fallback["summary_source"] == "template_fallback" and fallback["summary_error"] == "llm_unavailable"
-    assert fallback["summary"] == template["summary"]
+    assert fallback["summary"].startswith(template["summary"])  # the template's, now with the text posted since
+    assert fallback["summary"].endswith(f"Sentiment over the last 30 days (1 text) is {by_llm['sentiment']['label']} "
+                                        f"(mean score {by_llm['sentiment']['score']:+.2f}; 1 bullish, 0 neutral, "
+                                        "0 bearish).")
     assert eth["summary_source"] == "template_fallback" and eth["summary"].startswith("ETH/USDT on 1h")
     assert len(chat_server.requests) == 2  # after one failure the next symbol does not wait for the LLM again
     outcomes = [c["outcome"] for c in (await llm_client.get("/api/ai/llm-calls", params={"purpose": "summary"},

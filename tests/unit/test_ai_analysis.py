@@ -62,3 +62,25 @@ def test_a_different_series_gives_different_answers() -> None:
 def test_too_short_a_history_is_refused() -> None:
     with pytest.raises(InsufficientHistory):
         analyse(_candles(5).head(150))
+
+
+def test_the_summary_carries_the_sentiment_and_the_prediction_it_is_given() -> None:
+    facts = analyse(_candles(6), load_regime_model())
+    bare = summarise("BTC/USDT", "1h", facts)
+    assert "Sentiment" not in bare and "direction model" not in bare
+    facts.extras["sentiment"] = {"days": 30, "texts": 3, "score": 0.4123, "label": "bullish", "bullish": 2,
+                                 "neutral": 1, "bearish": 0}
+    facts.extras["prediction"] = {"horizon": 4, "probability_up": 0.5731, "expected_return": 0.00213,
+                                  "interval": {"low": -0.0125, "high": 0.0161},
+                                  "scores": {"accuracy": 0.5342, "auc": 0.5512, "brier": 0.2471},
+                                  "beats_baselines": {"accuracy": True, "auc": True, "brier": False}}
+    text = summarise("BTC/USDT", "1h", facts)
+    assert text.startswith(bare[:-1])  # the facts' sentences stay as they were
+    assert "over the last 30 days (3 texts) is bullish (mean score +0.41; 2 bullish, 1 neutral, 0 bearish)" in text
+    assert "57% chance of a rise over the next 4 bars (median return +0.21%" in text
+    assert "-1.25% to +1.61%" in text and "right 53.4% of the time (AUC 0.551)" in text
+    assert "better than both naive baselines on accuracy, auc." in text
+    facts.extras["sentiment"] = {**facts.extras["sentiment"], "score": -0.3, "label": "bearish"}
+    facts.extras["prediction"]["beats_baselines"] = {"accuracy": False, "auc": False, "brier": False}
+    changed = summarise("BTC/USDT", "1h", facts)
+    assert "is bearish (mean score -0.30" in changed and "not better than the naive baselines" in changed

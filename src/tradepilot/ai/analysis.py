@@ -143,7 +143,8 @@ def analyse(candles: Candles, regime_model: RegimeModel | None = None) -> Market
 
 
 def summarise(symbol: str, timeframe: str, facts: MarketFacts) -> str:
-    """The readable summary, written from the facts only."""
+    """The readable summary, written from the facts only — with the sentiment and the direction
+    model's prediction when the caller put them in ``extras`` (the router does)."""
     t, m, v = facts.trend, facts.momentum, facts.volatility
     parts = [f"{symbol} on {timeframe}: the trend is {t['direction']} ({t['strength']}, ADX {t['adx_14']:.0f})"]
     if facts.regime is not None:
@@ -162,5 +163,24 @@ def summarise(symbol: str, timeframe: str, facts: MarketFacts) -> str:
         text += f" Latest confirmed pattern: {latest['kind'].replace('_', ' ')} ({latest['direction']})."
     sentiment = facts.extras.get("sentiment")
     if sentiment:
-        text += f" Sentiment from {sentiment['texts']} texts: {sentiment['label']} ({sentiment['score']:+.2f})."
+        count = f"{sentiment['texts']} text" + ("s" if sentiment["texts"] != 1 else "")
+        text += (f" Sentiment over the last {sentiment['days']} days ({count}) is "
+                 f"{sentiment['label']} (mean score {sentiment['score']:+.2f}; {sentiment['bullish']} bullish, "
+                 f"{sentiment['neutral']} neutral, {sentiment['bearish']} bearish).")
+    prediction = facts.extras.get("prediction")
+    if prediction:
+        text += " " + _prediction_sentence(prediction)
     return text
+
+
+def _prediction_sentence(p: dict[str, Any]) -> str:
+    """The direction model's forecast beside its measured skill: a probability alone would
+    overstate a model that barely beats the naive baselines."""
+    ahead = "bar" if p["horizon"] == 1 else f"{p['horizon']} bars"
+    beaten = [m for m, won in p["beats_baselines"].items() if won]
+    versus = (f"better than both naive baselines on {', '.join(beaten)}" if beaten
+              else "not better than the naive baselines on any score")
+    return (f"The direction model gives a {p['probability_up']:.0%} chance of a rise over the next {ahead} "
+            f"(median return {p['expected_return']:+.2%}, 10-90% range {p['interval']['low']:+.2%} to "
+            f"{p['interval']['high']:+.2%}); out of sample it was right {p['scores']['accuracy']:.1%} of the "
+            f"time (AUC {p['scores']['auc']:.3f}), {versus}.")

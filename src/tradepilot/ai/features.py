@@ -3,8 +3,8 @@
 Returns, volatility, TA-Lib indicators and volume, all scale-free (log ratios, z-scores,
 oscillators) so a model fitted on one market can be read on another. TA-Lib's indicators
 are causal (each output uses the inputs up to its bar); the rolling statistics here are
-trailing windows. ``tests/unit/test_ai_features.py`` changes the future and checks that
-no past row moves.
+trailing windows. ``tests/unit/test_ai_direction.py::test_features_at_t_use_only_bars_up_to_t``
+changes the future and checks that no past row moves.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """analyze-market's summary written by the user's active summary LLM, from the facts only.
 
-The facts (everything analyze-market measured, the prediction included) go to the LLM as
+The facts (everything analyze-market measured, the sentiment and the prediction included) go to the LLM as
 the context message; the instruction asks for a short summary of those facts. Any failure
 — the quota, a timeout, an error of the provider — leaves the template's summary in place
 with ``summary_source: "template_fallback"`` and the problem's code in ``summary_error``:
@@ -24,8 +24,8 @@ logger = logging.getLogger("tradepilot.ai.llm")
 
 SUMMARY_MAX_TOKENS = 400
 INSTRUCTION = ("Write a readable summary of this market analysis for a trader in 3 to 6 sentences: trend, regime, "
-               "momentum, volatility, the nearest levels, patterns and the model's prediction with its measured "
-               "accuracy next to the baselines. Use only the facts in the context; give no advice to buy or sell.")
+               "momentum, volatility, the nearest levels, patterns, the sentiment of recent texts and the model's "
+               "prediction with its measured accuracy next to the baselines. Use only the facts in the context; give no advice to buy or sell.")
 
 
 async def summarise_with_llm(runtime: Runtime, db: AsyncSession, user_id: uuid.UUID, provider: LLMProvider,

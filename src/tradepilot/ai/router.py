@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.ai.active_models import SUMMARY_TEMPLATE, active_model, provider_of
 from tradepilot.ai.analysis import InsufficientHistory, analyse, summarise
@@ -27,6 +29,7 @@ from tradepilot.ai.models_catalog import (
 )
 from tradepilot.ai.predictions import direction_forecast, rfc3339
 from tradepilot.ai.schemas import (
+    AnalysisSentiment,
     AnalyzeMarket,
     LevelOut,
     MarketAnalysis,
@@ -39,7 +42,13 @@ from tradepilot.ai.schemas import (
     SentimentIngested,
     SentimentReadingOut,
 )
-from tradepilot.ai.sentiment_store import cashtag_symbols, sentiment_over_time, store_texts
+from tradepilot.ai.sentiment_store import (
+    RECENT,
+    cashtag_symbols,
+    sentiment_over_time,
+    sentiment_summary,
+    store_texts,
+)
 from tradepilot.config import Settings
 from tradepilot.core.deps import DbSession, RuntimeDep
 from tradepilot.core.errors import ServiceUnavailable, Unprocessable
@@ -49,6 +58,7 @@ from tradepilot.market.deps import Market, as_utc
 from tradepilot.market.schemas import Timeframe
 from tradepilot.market.service import MarketService
 from tradepilot.market.types import Bar
+from tradepilot.runtime import Runtime
 from tradepilot.strategies.deps import ReadUser
 
 logger = logging.getLogger("tradepilot.ai")
@@ -81,14 +91,25 @@ def _candles(bars: list[Bar]) -> Candles:
     return candles_of(bars)
 
 
-async def _analysis(market: MarketService, symbol: str, timeframe: str, bars: int) -> MarketAnalysis:
-    found = [b for b in await market.read_candles(symbol, timeframe, None, None, bars + 1) if b.closed][-bars:]
+async def _analysis(runtime: Runtime, market: MarketService, symbol: str, body: AnalyzeMarket,
+                    sentiment: AnalysisSentiment | None) -> MarketAnalysis:
+    """One symbol's facts, the direction model's prediction and the template's summary of both."""
+    timeframe = body.timeframe
+    found = [b for b in await market.read_candles(symbol, timeframe, None, None, body.bars + 1) if b.closed][-body.bars:]
     candles = _candles(found)
     try:
         facts = await asyncio.to_thread(analyse, candles, regime_model())
     except InsufficientHistory as exc:
         raise Unprocessable(f"Not enough {timeframe} candles of {symbol} to analyse: {exc}.",
                             code="insufficient_data") from None
+    prediction, prediction_reason = None, None
+    try:
+        prediction = await direction_forecast(runtime, market, symbol, timeframe, body.horizon)
+    except (ServiceUnavailable, Unprocessable) as exc:  # model_not_ready | insufficient_data
+        prediction_reason = exc.code
+    facts.extras["prediction"] = None if prediction is None else prediction.model_dump(mode="json")
+    facts.extras["sentiment"] = None if sentiment is None else {
+        **sentiment.model_dump(mode="json"), "days": round((sentiment.end - sentiment.start) / timedelta(days=1))}
     times = candles.time
     return MarketAnalysis(
         symbol=symbol, timeframe=timeframe, as_of=rfc3339(times[-1]), bars=facts.bars, last_price=facts.last_price,
@@ -99,29 +120,37 @@ async def _analysis(market: MarketService, symbol: str, timeframe: str, bars: in
                     for lv in facts.resistance],
         patterns=[{**p, "start": rfc3339(p["start"]), "confirmed": rfc3339(p["confirmed"])} for p in facts.patterns],
         candlesticks=[{**c, "time": rfc3339(c["time"])} for c in facts.candlesticks],
+        sentiment=sentiment, sentiment_reason=None if sentiment is not None else "no_texts",
+        prediction=prediction, prediction_reason=prediction_reason,
         summary=summarise(symbol, timeframe, facts), summary_source="template")
+
+
+async def _recent_sentiment(db: AsyncSession, user_id: uuid.UUID, symbol: str,
+                            now: datetime) -> AnalysisSentiment | None:
+    """``GET /sentiment?symbol=``'s ``overall`` over its default range; None without texts."""
+    start = now - RECENT
+    found = await sentiment_summary(db, user_id, symbol, start, now)
+    return AnalysisSentiment(**found, start=start, end=now) if found["texts"] else None
 
 
 @router.post("/analyze-market", response_model=MarketAnalysisList)
 async def analyze_market(body: AnalyzeMarket, market: Market, principal: ReadUser, db: DbSession,
                          runtime: RuntimeDep) -> MarketAnalysisList:
     """Per symbol: trend, regime, momentum, volatility, support and resistance, patterns, the
-    direction model's prediction (``null`` with ``prediction_reason`` until it is trained), and
-    a summary written from those facts — by your active summary LLM when you chose one (one AI
-    call per symbol; on any failure the template's, with ``summary_source:
-    "template_fallback"``). 404 for an unknown symbol, 422 ``insufficient_data`` with fewer
-    than 200 closed bars."""
+    sentiment of the symbol's texts of the last 30 days (``null`` with ``sentiment_reason``
+    without any), the direction model's prediction (``null`` with ``prediction_reason`` until
+    it is trained), and a summary written from those facts — by your active summary LLM when
+    you chose one (one AI call per symbol; on any failure the template's, with
+    ``summary_source: "template_fallback"``). 404 for an unknown symbol, 422
+    ``insufficient_data`` with fewer than 200 closed bars."""
     symbols = list(dict.fromkeys(market.instrument(s).symbol for s in body.symbols))  # 404s before any work
     provider = provider_of(runtime.settings, await active_model(db, runtime.settings, principal.id, "summary"))
+    now = runtime.clock.now()
+    moods = {s: await _recent_sentiment(db, principal.id, s, now) for s in symbols}
     await db.rollback()  # no read transaction held across the analysis
     items = []
     for symbol in symbols:  # every symbol's facts before any LLM call: a 422 on the last one costs no quota
-        item = await _analysis(market, symbol, body.timeframe, body.bars)
-        try:
-            item.prediction = await direction_forecast(runtime, market, symbol, body.timeframe, body.horizon)
-        except (ServiceUnavailable, Unprocessable) as exc:  # model_not_ready | insufficient_data
-            item.prediction_reason = exc.code
-        items.append(item)
+        items.append(await _analysis(runtime, market, symbol, body, moods[symbol]))
     if provider is None:
         return MarketAnalysisList(items=items)
     summarised, failure = [], None
@@ -175,7 +204,7 @@ async def sentiment_history(principal: ReadUser, db: DbSession, market: Market, 
     (default: the last 30 days)."""
     chosen = market.instrument(symbol).symbol if symbol else None
     end_at = as_utc(end) or runtime.clock.now()
-    start_at = as_utc(start) or end_at - timedelta(days=30)
+    start_at = as_utc(start) or end_at - RECENT
     if start_at >= end_at:
         raise Unprocessable("start must be before end.", code="invalid_range")
     found = await sentiment_over_time(db, principal.id, chosen, start_at, end_at, interval)

@@ -54,6 +54,8 @@ class MarketAnalysis(Schema):
     resistance: list[LevelOut]
     patterns: list[dict[str, Any]]
     candlesticks: list[dict[str, Any]]
+    sentiment: AnalysisSentiment | None = None  # the symbol's texts of the last 30 days (yours and the feeds')
+    sentiment_reason: str | None = None  # why sentiment is null: no_texts
     summary: str
     summary_source: str  # "template", "llm:<provider>" (your active summary model), or "template_fallback"
     summary_error: str | None = None  # with template_fallback: why the LLM's summary is missing (a problem code)
@@ -107,6 +109,14 @@ class SentimentSummary(Schema):
     bearish: int
     neutral: int
     bullish: int
+
+
+class AnalysisSentiment(SentimentSummary):
+    """analyze-market's sentiment: ``GET /sentiment``'s ``overall`` for the symbol over the
+    same default range, which it names."""
+
+    start: datetime
+    end: datetime
 
 
 class SentimentHistory(Schema):

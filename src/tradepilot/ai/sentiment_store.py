@@ -17,6 +17,7 @@ from tradepilot.ai.sentiment import SentimentModel
 
 _CASHTAG = re.compile(r"\$([A-Za-z]{2,10})\b")
 INTERVALS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "1w": timedelta(weeks=1)}
+RECENT = timedelta(days=30)  # GET /sentiment's default range, and the window analyze-market reports
 
 
 def cashtag_symbols(text: str, symbols_by_base: dict[str, list[str]]) -> set[str]:
@@ -70,15 +71,29 @@ def _summary(rows: list[SentimentText]) -> dict[str, Any]:
     return {"texts": len(rows), "score": round(score, 4), "label": label, **counts}
 
 
-async def sentiment_over_time(session: AsyncSession, user_id: uuid.UUID, symbol: str | None, start: datetime,
-                              end: datetime, interval: str) -> dict[str, Any]:
-    """The mean score and label counts per period, and over the whole range: the user's texts
-    and the operator's feeds' (no user)."""
+async def _texts(session: AsyncSession, user_id: uuid.UUID, symbol: str | None, start: datetime,
+                 end: datetime) -> list[SentimentText]:
+    """The texts a user's sentiment is made of: their own and the operator's feeds' (no user),
+    published in [start, end), oldest first."""
     mine_or_feeds = or_(SentimentText.user_id == user_id, SentimentText.user_id.is_(None))
     query = select(SentimentText).where(mine_or_feeds, SentimentText.published_at >= start,
                                         SentimentText.published_at < end)
     query = query.where(SentimentText.symbol.is_(None) if symbol is None else SentimentText.symbol == symbol)
-    rows = list((await session.scalars(query.order_by(SentimentText.published_at))).all())
+    return list((await session.scalars(query.order_by(SentimentText.published_at))).all())
+
+
+async def sentiment_summary(session: AsyncSession, user_id: uuid.UUID, symbol: str | None, start: datetime,
+                            end: datetime) -> dict[str, Any]:
+    """Over the range only: ``overall`` of :func:`sentiment_over_time` for the same arguments
+    (analyze-market reports it, so its figures are exactly ``GET /api/ai/sentiment``'s)."""
+    return _summary(await _texts(session, user_id, symbol, start, end))
+
+
+async def sentiment_over_time(session: AsyncSession, user_id: uuid.UUID, symbol: str | None, start: datetime,
+                              end: datetime, interval: str) -> dict[str, Any]:
+    """The mean score and label counts per period, and over the whole range: the user's texts
+    and the operator's feeds' (no user)."""
+    rows = await _texts(session, user_id, symbol, start, end)
     width = INTERVALS[interval]
     periods: dict[datetime, list[SentimentText]] = defaultdict(list)
     for row in rows:
