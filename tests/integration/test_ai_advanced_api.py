@@ -1,6 +1,7 @@
 """POST /api/ai/optimize-portfolio, /generate-strategy and /risk-assessment on real candles:
 Bitstamp daily closes of BTC, ETH and LTC (imported as BTC/USDT, ETH/USDT, SOL/USDT, as
-tests/integration/test_portfolio_optimize.py does) and Coinbase BTC/USD hourly bars."""
+tests/integration/test_portfolio_optimize.py does) and Coinbase BTC/USD hourly bars; another
+series gives another optimisation."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ai_series import write_tilted
 from tests.helpers import bearer, new_user
 from tests.integration.orders_support import Market, balances, default_account
 from tradepilot.app import create_app
@@ -182,3 +184,24 @@ async def test_generate_strategy_on_real_hourly_bars(client: httpx.AsyncClient, 
     assert unknown.status_code == 404
     bad = await client.post("/api/ai/generate-strategy", json={"symbol": "BTC/USDT", "bars": 10}, headers=auth)
     assert bad.status_code == 422
+
+
+async def test_optimize_portfolio_follows_the_series(client: httpx.AsyncClient, runtime: Runtime, candles: None,
+                                                     books: None) -> None:
+    _, tokens = await new_user(client)
+    auth = bearer(tokens)
+    body = {"symbols": SYMBOLS, "method": "max_sharpe", "lookback_days": 366, "cash_weight": "0.1"}
+    before = await client.post("/api/ai/optimize-portfolio", json=body, headers=auth)
+    assert before.status_code == 200, before.text
+    # SOL/USDT's daily bars again, with a steady rise of 0.5% a day added: a better asset on paper
+    daily = DATA / "bitstamp_multi_1d" / "LTC_USD-1d-2017-11-09_2018-11-09.csv"
+    await write_tilted(runtime.services["market"].candles, daily, "SOL/USDT", "1d", per_bar=0.005)
+    after = await client.post("/api/ai/optimize-portfolio", json=body, headers=auth)
+    assert after.status_code == 200, after.text
+    one, two = before.json(), after.json()
+    assert two["optimization"]["expected_return"] > one["optimization"]["expected_return"]
+    weight = lambda answer, asset: Decimal(answer["target_allocation"][asset])
+    assert weight(two, "SOL") > weight(one, "SOL") and weight(two, "USDT") == weight(one, "USDT") == Decimal("0.1")
+    assert two["optimization"]["target_allocation"] != one["optimization"]["target_allocation"]
+    planned = lambda answer: {o["symbol"]: Decimal(o["quantity"]) for o in answer["rebalance"]["orders"]}
+    assert planned(two)["SOL/USDT"] > planned(one)["SOL/USDT"]  # more SOL to buy at the same price

@@ -4,10 +4,11 @@ sentiment of stored texts (in the analysis too)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
+from tests.ai_series import write_pattern_bars
 from tests.helpers import bearer, new_user
 from tests.integration.strategies_support import import_btc_1h
 from tests.market_support import COINBASE_1H
@@ -168,3 +169,34 @@ async def test_analysis_carries_the_sentiment_of_the_symbols_texts_as_get_sentim
     assert {k: changed["sentiment"][k] for k in ("texts", "score", "label", "bearish", "neutral", "bullish")} \
         == await overall()
     assert changed["summary"] != bullish["summary"]
+
+
+async def test_analysis_patterns_and_candlesticks_follow_the_series(client: httpx.AsyncClient,
+                                                                   runtime: Runtime) -> None:
+    _, tokens = await new_user(client)
+    store = runtime.services["market"].candles
+    head_and_shoulders = await write_pattern_bars(store, "ETH/USDT", n_patterns=2, seed=1)
+    triangle = await write_pattern_bars(store, "SOL/USDT", n_patterns=3, seed=2)
+    resp = await client.post("/api/ai/analyze-market", json={"symbols": ["ETH/USDT", "SOL/USDT"], "bars": 2000},
+                             headers=bearer(tokens))
+    assert resp.status_code == 200, resp.text
+    eth, sol = resp.json()["items"]
+    # the pattern injected last in each series is the one found in the recent bars, where it was put
+    assert [(p["kind"], p["direction"]) for p in eth["patterns"]] == [(head_and_shoulders[-1].kind,
+                                                                     head_and_shoulders[-1].direction)]
+    assert [(p["kind"], p["direction"]) for p in sol["patterns"]] == [(triangle[-1].kind, triangle[-1].direction)]
+    assert eth["patterns"][0]["confirmed"] <= eth["as_of"] and sol["patterns"][0]["confirmed"] <= sol["as_of"]
+    latest = f"Latest confirmed pattern: {triangle[-1].kind.replace('_', ' ')}"
+    assert latest in sol["summary"] and latest not in eth["summary"]
+    # TA-Lib's candlesticks of each series' last three bars
+    assert eth["candlesticks"] and sol["candlesticks"] and eth["candlesticks"] != sol["candlesticks"]
+    last = datetime.fromisoformat(sol["as_of"])
+    assert {datetime.fromisoformat(c["time"]) for c in sol["candlesticks"]} <= {last - timedelta(hours=h)
+                                                                                 for h in (0, 1, 2)}
+
+    # the same symbol with another series: other patterns and candlesticks
+    await write_pattern_bars(store, "ETH/USDT", n_patterns=3, seed=2)
+    again = (await client.post("/api/ai/analyze-market", json={"symbols": ["ETH/USDT"], "bars": 2000},
+                               headers=bearer(tokens))).json()["items"][0]
+    assert again["patterns"] != eth["patterns"] and again["candlesticks"] != eth["candlesticks"]
+    assert [p["kind"] for p in again["patterns"]] == [triangle[-1].kind]

@@ -1,5 +1,6 @@
 """The LLM path against a local server that speaks the chat-completions protocol: custom
-prompts with market context injected apart from the user's text, the active model per task,
+prompts with market context injected apart from the user's text (and measured on the candles
+stored: other candles, another context), the active model per task,
 provider errors mapped to problem codes, the daily quota across a UTC midnight, the audit,
 ownership and scopes, and the LLM summary inside analyze-market."""
 
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from tests import support
+from tests.ai_series import write_tilted
 from tests.fakes.chat_completions import ChatCompletionsServer, Scripted
 from tests.helpers import bearer, new_user
 from tests.integration.admin_support import create_key
@@ -361,3 +363,36 @@ async def test_each_analysis_carries_the_direction_models_prediction_once_traine
     assert after["prediction"]["as_of"] == after["as_of"] and 0 < after["prediction"]["probability_up"] < 1
     horizon = await client.post("/api/ai/analyze-market", json={**body, "horizon": 4}, headers=bearer(tokens))
     assert horizon.json()["items"][0]["prediction_reason"] == "model_not_ready"  # no 4-bar model trained
+
+
+async def test_the_injected_context_follows_the_candles(
+        llm_client: httpx.AsyncClient, llm_app: Any, chat_server: ChatCompletionsServer) -> None:
+    runtime: Runtime = llm_app.state.runtime
+    _, tokens = await new_user(llm_client)
+    store = runtime.services["market"].candles
+    await import_btc_1h(runtime)
+    question = {"prompt": "How does BTC look?", "symbols": ["BTC/USDT"], "include_portfolio": False}
+
+    async def sent_context() -> dict[str, Any]:
+        resp = await _ask(llm_client, bearer(tokens), **question)
+        assert resp.status_code == 200, resp.text
+        message = chat_server.requests[-1].body["messages"][1]["content"]
+        context = json.loads(message.split("\n", 1)[1])
+        assert resp.json()["context"] == context
+        return context["markets"][0]  # type: ignore[no-any-return]
+
+    real = await sent_context()
+    # the same hours, the prices bent upwards by 0.1% an hour: another series under the same name
+    bars = await write_tilted(store, COINBASE_1H, "BTC/USDT", "1h", per_bar=0.001)
+    bent = await sent_context()
+    assert Decimal(bent["last_price"]) == bars[-1].close != Decimal(real["last_price"])
+    assert bent["as_of"] == real["as_of"]  # the same bars' times ...
+    for name in ("rsi_14", "macd_histogram", "roc_10_pct", "nearest_support", "nearest_resistance"):
+        assert bent["indicators"][name] != real["indicators"][name], name  # ... measured on other prices
+    assert bent["indicators"]["roc_10_pct"] > real["indicators"]["roc_10_pct"]  # the added rise shows
+    # the numbers are analyze-market's on the same closed bars (TRADEPILOT_LLM_CONTEXT_BARS = 300)
+    analysed = (await llm_client.post("/api/ai/analyze-market", json={"symbols": ["BTC/USDT"], "bars": 300},
+                                      headers=bearer(tokens))).json()["items"][0]
+    assert bent["indicators"]["rsi_14"] == analysed["momentum"]["rsi_14"]
+    assert bent["indicators"]["trend"]["adx_14"] == analysed["trend"]["adx_14"]
+    assert len(chat_server.requests) == 2
