@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import new_user
+from tests.helpers import bearer, new_user
+from tests.integration.orders_support import Market, balances, default_account
 from tests.pattern_series import series_with_patterns
 from tests.unit.test_ai_strategy_generation import bars_from_moves, regime_series
 from tradepilot.ai.advanced import AdvancedAI, MarketConditions, advanced_ai
@@ -99,3 +100,44 @@ async def test_price_movement_comes_from_the_trained_model_and_follows_the_serie
     assert 0 < btc["probability_up"] < 1 and btc["model"]["test_bars"] > 0
     assert eth["symbol"] == "ETH/USDT" and eth["probability_up"] != btc["probability_up"]
     assert eth["scores"] != btc["scores"] and eth["interval"] != btc["interval"]
+
+
+async def test_portfolio_rebalancing_plans_and_places_the_orders_of_the_target(runtime: Runtime,
+                                                                              client: httpx.AsyncClient) -> None:
+    user, tokens = await new_user(client)
+    principal = AuthUser(id=uuid.UUID(user["id"]), email=user["email"], role="user", plan="free",
+                         scopes=frozenset({"read", "trade"}))
+    for symbol, (bid, ask) in {"BTC/USDT": ("59990", "60000"), "ETH/USDT": ("2999", "3000")}.items():
+        market = Market(runtime, symbol)
+        await market.book([(bid, "10")], [(ask, "10")])
+        await market.trade(ask, "0.01")
+    ai = AdvancedAI(runtime)
+    target = {"BTC": Decimal("0.5"), "ETH": Decimal("0.2"), "USDT": Decimal("0.3")}
+
+    planned = await ai.portfolio_rebalancing(principal, target)
+    assert planned.outcomes is None and planned.plan.total_value == Decimal(10000)  # the paper account's cash
+    orders = {o.symbol: o for o in planned.plan.orders}
+    assert set(orders) == {"BTC/USDT", "ETH/USDT"} and all(o.side == "buy" for o in orders.values())
+    assert orders["BTC/USDT"].estimated_price == Decimal(60000) and orders["ETH/USDT"].estimated_price == Decimal(3000)
+    assert Decimal(4900) < orders["BTC/USDT"].estimated_notional <= Decimal(5000)  # half, less the fee
+    assert Decimal(1950) < orders["ETH/USDT"].estimated_notional <= Decimal(2000)
+    # the same plan as the portfolio manager's route, which it delegates to
+    body = {"target_allocation": {k: str(v) for k, v in target.items()}}
+    routed = (await client.post("/api/portfolio/rebalance", json=body, headers=bearer(tokens))).json()
+    assert {o["symbol"]: Decimal(o["quantity"]) for o in routed["orders"]} == \
+        {s: o.quantity for s, o in orders.items()}
+    account = await default_account(client, tokens)
+    assert set(await balances(client, tokens, account)) == {"USDT"}  # a dry run places nothing
+
+    other = await ai.portfolio_rebalancing(principal, {"BTC": Decimal("0.1"), "USDT": Decimal("0.9")})
+    assert [(o.symbol, o.side) for o in other.plan.orders] == [("BTC/USDT", "buy")]
+    assert other.plan.orders[0].quantity < orders["BTC/USDT"].quantity  # another target, another plan
+
+    done = await ai.portfolio_rebalancing(principal, target, dry_run=False)
+    assert done.outcomes is not None and [o.status_code for o in done.outcomes] == [201, 201]
+    assert all(o.order is not None and o.order.status == "filled" for o in done.outcomes)
+    held = await balances(client, tokens, account)
+    assert Decimal(held["BTC"][0]) == orders["BTC/USDT"].quantity and Decimal(held["ETH"][0]) == \
+        orders["ETH/USDT"].quantity
+    settled = await ai.portfolio_rebalancing(principal, target)
+    assert not settled.plan.needs_rebalance and settled.plan.orders == []  # at the target now: nothing to do
