@@ -41,14 +41,17 @@ class LatestForecast:
     forecast: Forecast | None  # None: fewer bars than the features' warm-up
 
 
-async def closed_bars(market: MarketService, symbol: str, timeframe: str, count: int) -> list[Bar]:
-    """The newest ``count`` closed bars (the forming one is never a model's input)."""
-    return [b for b in await market.read_candles(symbol, timeframe, None, None, count + 1) if b.closed][-count:]
+async def closed_bars(market: MarketService, symbol: str, timeframe: str, count: int,
+                      until: datetime | None = None) -> list[Bar]:
+    """The newest ``count`` closed bars (the forming one is never a model's input); ``until``:
+    only bars opening before it (a strategy run's bar: nothing after it is seen)."""
+    return [b for b in await market.read_candles(symbol, timeframe, None, until, count + 1) if b.closed][-count:]
 
 
 async def latest_forecast(runtime: Runtime, market: MarketService, symbol: str, timeframe: str,
-                          horizon: int) -> LatestForecast:
-    """The trained model's forecast from the newest closed bars; 503 ``model_not_ready`` without one."""
+                          horizon: int, until: datetime | None = None) -> LatestForecast:
+    """The trained model's forecast from the newest closed bars (opening before ``until`` when
+    given); 503 ``model_not_ready`` without one."""
     registry = direction_registry(runtime)
     try:
         model = await asyncio.to_thread(registry.load, registry.key(market.venue, symbol, timeframe, horizon))
@@ -59,7 +62,7 @@ async def latest_forecast(runtime: Runtime, market: MarketService, symbol: str, 
         raise ServiceUnavailable(f"No direction model for {symbol} {timeframe}, horizon {horizon}, is trained "
                                  "yet; it is trained by the ai.train_direction job.", code="model_not_ready",
                                  headers={"Retry-After": str(MODEL_RETRY_AFTER_SECONDS)})
-    found = await closed_bars(market, symbol, timeframe, PREDICTION_BARS)
+    found = await closed_bars(market, symbol, timeframe, PREDICTION_BARS, until)
     forecast = await asyncio.to_thread(model.predict, candles_of(found)) if len(found) > WARMUP else None
     return LatestForecast(model, found, forecast)
 

@@ -3,7 +3,8 @@
 Before each bar of a live run the runner calls :func:`feed_signals`: the run owner's signals
 for the run's symbols and timeframe that were active during the bar — created by its close,
 not expired at its open, not cancelled, and not triggered before it (a signal the follower
-marked triggered on this very bar is still this bar's to act on).
+marked triggered on this very bar is still this bar's to act on). A run trading the model's
+own signals gets those of the bar instead (``autotrade.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select
 
 from tradepilot.market.types import TIMEFRAMES
+from tradepilot.signals.autotrade import MadeSignal, model_signals
 from tradepilot.signals.constants import SignalStatus
 from tradepilot.signals.models import Signal
 from tradepilot.strategies.builtins.ai_signals import LiveSignal
@@ -42,7 +44,15 @@ async def signals_during(runtime: Runtime, user_id: uuid.UUID, symbols: list[str
             for r in rows]
 
 
-async def feed_signals(runtime: Runtime, strategy: Any, run: Any, bar_open: datetime) -> None:
-    """Hand ``strategy`` the run owner's signals of this bar, if it trades signals."""
-    if getattr(strategy, "wants_signals", False):
-        strategy.use_signals(await signals_during(runtime, run.user_id, list(run.symbols), run.timeframe, bar_open))
+async def feed_signals(runtime: Runtime, strategy: Any, run: Any, bar_open: datetime) -> list[MadeSignal]:
+    """Hand ``strategy`` the run owner's signals of this bar, if it trades signals; one that
+    trades the model's own (``signals: "model"``) gets the model's signals of the bar, which
+    are returned for the runner to store with the bar (``signals/autotrade.py``)."""
+    if not getattr(strategy, "wants_signals", False):
+        return []
+    if getattr(strategy, "model_signals", False):
+        made = await model_signals(runtime, run, bar_open, strategy.params)
+        strategy.use_signals([m.live() for m in made])
+        return made
+    strategy.use_signals(await signals_during(runtime, run.user_id, list(run.symbols), run.timeframe, bar_open))
+    return []

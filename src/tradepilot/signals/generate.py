@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +59,12 @@ def _pct(x: float) -> str:
     return f"{x * 100:+.2f}%"
 
 
-async def from_model(runtime: Runtime, market: MarketService, body: GenerateSignals, symbol: str) -> Proposal:
+async def from_model(runtime: Runtime, market: MarketService, body: GenerateSignals, symbol: str,
+                     until: datetime | None = None) -> Proposal:
+    """``until``: forecast from the bars opening before it (a strategy run's bar), not the newest."""
     instrument = market.instrument(symbol)
-    latest = await latest_forecast(runtime, market, symbol, body.timeframe, body.horizon)  # 503 model_not_ready
+    latest = await latest_forecast(runtime, market, symbol, body.timeframe, body.horizon,
+                                   until)  # 503 model_not_ready
     model, found, forecast = latest.model, latest.bars, latest.forecast
     if forecast is None:
         return Proposal(symbol, skipped=f"insufficient_data: {len(found)} closed bars, {WARMUP + 1} needed")

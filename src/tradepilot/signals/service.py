@@ -58,8 +58,9 @@ class SignalService:
         return market.instrument(symbol).symbol  # type: ignore[no-any-return]
 
     async def create(self, session: AsyncSession, user_id: uuid.UUID, body: SignalCreate, *, source: str,
-                     details: dict[str, Any] | None = None) -> Signal:
-        """A new active signal (409 ``signal_limit_reached`` past ``MAX_OPEN_SIGNALS``)."""
+                     details: dict[str, Any] | None = None, signal_id: uuid.UUID | None = None) -> Signal:
+        """A new active signal (409 ``signal_limit_reached`` past ``MAX_OPEN_SIGNALS``).
+        ``signal_id``: a caller's stable id (a strategy run's bar), so a replay finds it."""
         symbol = self.known_symbol(body.symbol)
         now = self.runtime.clock.now()
         expires_at = body.expires_at or now + timedelta(seconds=TIMEFRAMES[body.timeframe] * body.horizon)
@@ -81,6 +82,8 @@ class SignalService:
                         timeframe=body.timeframe, horizon=body.horizon, source=source, reason=body.reason,
                         details=jsonable(details or {}), status=SignalStatus.ACTIVE, expires_at=expires_at,
                         created_at=now, updated_at=now)
+        if signal_id is not None:
+            signal.id = signal_id
         session.add(signal)
         await session.flush()
         await self._event(session, signal, k.SIGNAL_CREATED)

@@ -2,7 +2,9 @@
 checks as every other strategy.
 
 * **In a live run** the runner hands it, before each bar, the user's signals for the run's
-  symbols that were active during that bar (``use_signals``; see ``signals/feed.py``). When
+  symbols that were active during that bar (``use_signals``; see ``signals/feed.py``) — or,
+  with ``signals: "model"``, the signal the trained direction model makes from the closed bars
+  up to that bar, stored with the bar (``signals/autotrade.py``: the plan's auto-trading). When
   flat, it buys on the strongest unused buy signal at or above ``min_strength`` — an
   at-market signal at once, one with an entry price on the bar that reached it — and keeps
   the signal's stop and target; while long it sells on a sell signal at or above the
@@ -50,9 +52,13 @@ class LiveSignal:
 class AiSignalsParams(StrategyParams):
     min_strength: float = Field(0.2, ge=0, le=1, description="trade signals at least this strong (0..1)")
     size: float = Field(0.5, gt=0, le=1, description="fraction of free cash each entry spends")
+    signals: Literal["stored", "model"] = Field(
+        "stored", description="live: 'stored' trades your stored signals; 'model' asks the trained direction "
+                              "model at each closed bar, stores its signal and trades it")
     sources: list[Literal["model", "strategy", "user", "webhook"]] | None = Field(
-        None, min_length=1, description="live: trade only signals of these sources (default: all)")
-    horizon: int = Field(24, ge=1, le=500, description="backtest: bars the model forecasts and a position is held")
+        None, min_length=1, description="live, stored signals: trade only signals of these sources (default: all)")
+    horizon: int = Field(24, ge=1, le=500, description="bars the model forecasts (live with signals 'model': a "
+                                                       "trained horizon) and, in a backtest, a position is held")
     stop_loss: float | None = Field(None, gt=0, lt=1, description="backtest: exit this fraction below the entry")
     take_profit: float | None = Field(None, gt=0, description="backtest: exit this fraction above the entry")
     min_train: int = Field(500, ge=200, le=100_000, description="backtest: bars before the first model fit")
@@ -62,10 +68,16 @@ class AiSignalsParams(StrategyParams):
 class AiSignals(EventStrategy):
     name = "ai_signals"
     title = "AI signals"
-    description = ("Trades your active signals (model, strategy, webhook or your own) above a strength threshold, "
-                   "with their stop and target; backtests on causally computed model predictions.")
+    description = ("Trades your active signals (model, strategy, webhook or your own) — or, with signals 'model', "
+                   "the direction model's own signal at each closed bar — above a strength threshold, with their "
+                   "stop and target; backtests on causally computed model predictions.")
     Params = AiSignalsParams
     wants_signals = True  # the live runner hands it the user's signals before each bar
+
+    @property
+    def model_signals(self) -> bool:
+        """Live: the runner asks the direction model for this bar's signals (``signals/autotrade.py``)."""
+        return self.params.signals == "model"  # type: ignore[attr-defined,no-any-return]
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)

@@ -26,7 +26,8 @@ RunStatusName = Literal["running", "stopped", "failed", "suspended"]
 _START = {404: {"description": "strategy_not_found, account_not_found, unknown_symbol"},
           409: {"description": "strategy_already_running, account_closed"},
           422: {"description": "running_strategies_limit (plan's running_strategies), "
-                               "unsupported_in_live_runs, invalid_strategy_params"}}
+                               "unsupported_in_live_runs, invalid_strategy_params"},
+          503: {"description": "model_not_ready (ai_signals trading the model's signals, with Retry-After)"}}
 
 
 async def run_out(db: DbSession, runtime: RuntimeDep, run: StrategyRun) -> RunOut:

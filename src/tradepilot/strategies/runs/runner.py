@@ -4,7 +4,8 @@ Each step reads the run (a run no longer ``running`` ends the work, which releas
 lease), delivers the fills of the run's orders since the last step to ``on_fill``, then each
 bar closed on every symbol after ``last_bar_at``, oldest first: the strategy decides on the
 bar's window (the last ``strategy_runs_window_bars`` bars), and its orders, the new
-``last_bar_at`` and its state are written in ONE transaction fenced by the lease token. So a
+``last_bar_at`` and its state (and an AI-signals run's model signals of the bar,
+``signals/autotrade.py``) are written in ONE transaction fenced by the lease token. So a
 crash before the commit replays the bar (nothing of it was written), a crash after it never
 does, and a process that lost the lease cannot write at all. Each order's ``client_order_id``
 is derived from the run id and the bar's time (``sr-<run>-<bar ms>-<n>``), unique per account
@@ -43,6 +44,8 @@ from tradepilot.identity.models import User
 from tradepilot.identity.principal import AuthUser
 from tradepilot.market.frame import to_ms
 from tradepilot.market.types import TIMEFRAMES, Bar
+from tradepilot.signals.autotrade import MadeSignal
+from tradepilot.signals.autotrade import store as store_signals
 from tradepilot.signals.feed import feed_signals
 from tradepilot.strategies.bars import Bars, align
 from tradepilot.strategies.base import EventStrategy, FillEvent, SignalAdapter, SignalStrategy
@@ -218,14 +221,14 @@ class LiveRunner:
             return await self._commit(run, bar_time, None, [])  # not on every symbol: nothing to decide
         snap = await self._snapshot(run)
         ctx = self._context(run, windows, snap)
-        await feed_signals(self.runtime, self.strategy, run, bar_time)  # a signal-trading strategy's input
+        made = await feed_signals(self.runtime, self.strategy, run, bar_time)  # a signal-trading strategy's input
         self._start(ctx, run)
         assert self.strategy is not None
         self._call("on_bar", self.strategy.on_bar, ctx, len(next(iter(windows.values()))) - 1)
         live = await self._live_orders(run, ctx, bar_time, "")
         if live is False:
             return False
-        return await self._commit(run, bar_time, ctx, [], live=_placed(live))
+        return await self._commit(run, bar_time, ctx, [], live=_placed(live), made=made)
 
     async def _deliver_fills(self, run: StrategyRun) -> None:
         """``on_fill`` for the fills of the run's orders since the last step (event strategies)."""
@@ -279,11 +282,12 @@ class LiveRunner:
 
     async def _commit(self, run: StrategyRun, bar_time: datetime | None, ctx: LiveContext | None,
                       fills_after: list[str], key: tuple[datetime, str] | None = None,
-                      live: LiveOutcome | None = None) -> bool:
+                      live: LiveOutcome | None = None, made: list[MadeSignal] | None = None) -> bool:
         """The step's orders, cancels, progress and state in one transaction fenced by the lease;
         False when the run stopped meanwhile (nothing is written then). ``key``: what the
         orders' client ids derive from when the step is not a bar (the last fill delivered).
-        ``live``: a live account's orders, placed already: only recorded in the run here."""
+        ``live``: a live account's orders, placed already: only recorded in the run here.
+        ``made``: the model signals of the bar (an AI-signals run trading the model's own)."""
         now = self.runtime.clock.now()
         key_time, kind = key or (bar_time or now, "")
         async with self.runtime.db.transaction() as session:
@@ -294,6 +298,8 @@ class LiveRunner:
                 return False
             state = dict(row.state or {})
             orders_map: dict[str, str] = dict(state.get("orders") or {})
+            if made:
+                await store_signals(self.runtime, session, row.user_id, made)
             if live is not None:
                 await self._record_live(session, row, live, orders_map, now)
             elif ctx is not None:

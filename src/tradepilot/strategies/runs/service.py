@@ -4,7 +4,8 @@ Starting checks, under the user row's lock so racing requests cannot overshoot t
 plan's ``running_strategies`` (422 ``running_strategies_limit``), one running run per
 configuration (409 ``strategy_already_running``), the account (the user's, open, paper or
 live — a live account's orders go to its exchange, market and limit only), the symbols (404
-``unknown_symbol``) and the parameters (validated again: the catalog may have changed). The run
+``unknown_symbol``), the parameters (validated again: the catalog may have changed) and, for an
+AI-signals run trading the model's own signals, a trained model (503 ``model_not_ready``). The run
 starts after the newest bar already closed, so it never trades on history.
 
 Every state change emits a ``strategy_run.*`` event on the user's ``account`` channel in the
@@ -32,6 +33,8 @@ from tradepilot.identity.models import User
 from tradepilot.identity.plans import effective_limits
 from tradepilot.identity.usage import usage_counter
 from tradepilot.market.types import TIMEFRAMES
+from tradepilot.signals.autotrade import require_models
+from tradepilot.strategies.catalog import build_strategy
 from tradepilot.strategies.models import StrategyConfig
 from tradepilot.strategies.runs.models import RunStatus, StrategyRun
 from tradepilot.strategies.runs.schemas import RunStart
@@ -110,6 +113,8 @@ async def start_run(runtime: Runtime, session: AsyncSession, config: StrategyCon
     market: MarketService = runtime.services["market"]
     for symbol in symbols:
         market.instrument(symbol)  # 404 unknown_symbol
+    if getattr(build_strategy(config.strategy, params), "model_signals", False):
+        await require_models(runtime, symbols, timeframe, params["horizon"])  # 503 model_not_ready
     run = StrategyRun(user_id=user.id, strategy_config_id=config.id, account_id=account.id,
                       strategy=config.strategy, params=params, symbols=symbols, timeframe=timeframe,
                       status=RunStatus.RUNNING, last_bar_at=await newest_closed_bar(market, symbols, timeframe, now),
