@@ -1,15 +1,21 @@
 """`make run`'s steps, real candles imported from ../shared/data/ (Coinbase BTC/USD hourly,
 Bitstamp BTC / ETH / LTC daily), then every AI endpoint against the running server: models,
-market analysis, predictions (503 until the CLI trains the model, then a forecast), sentiment,
-portfolio optimisation with its rebalancing orders, strategy generation and risk assessment.
+market analysis, predictions (503 until the CLI trains the model, then a forecast), custom
+prompts (503 ``llm_not_configured``: no LLM here), sentiment — texts posted and an operator RSS
+feed served locally, both in GET /sentiment and in the analysis —, portfolio optimisation with
+its rebalancing orders, strategy generation and risk assessment.
 
 The daily LTC/USD closes stand in for SOL/USDT (the simulated venue does not list LTC; only
 the prices matter). No simulated back-fill, so the stored history is the imported one."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import threading
 import time
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -26,6 +32,47 @@ HOURLY = SHARED / "coinbase_btc_usd_1h" / "BTC_USD-1h.csv"
 DAILY = {"BTC/USDT": "BTC_USD-1d.csv", "ETH/USDT": "ETH_USD-1d.csv", "SOL/USDT": "LTC_USD-1d.csv"}
 SETTINGS = {"market_backfill_days": "0", "ai_direction_train_on_start": "false",
             "market_symbols": "BTC/USDT,ETH/USDT,SOL/USDT"}
+FEED_SCHEDULE = "ai.fetch_feeds.quarter_hourly"
+RSS = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Bitcoin wire</title><link>http://example.test/</link>
+<item><guid>btc-1</guid><title>Bitcoin surges as institutional demand beats forecasts</title></item>
+<item><guid>btc-2</guid><title>Bitcoin plunges after exchange hack, analysts downgrade outlook</title></item>
+</channel></rss>"""
+
+
+class _Feed(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", str(len(RSS)))
+        self.end_headers()
+        self.wfile.write(RSS)
+
+
+def _serve_feed() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Feed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _fire_feeds_now(database: Path) -> None:
+    """Bring the feeds' next quarter-hour forward: the schedule's next firing moved into the
+    past is a missed one, which the server's scheduler fires at its next tick (once)."""
+    with sqlite3.connect(database, timeout=30) as db:
+        moved = db.execute("UPDATE schedule SET next_fire_at = '2000' || substr(next_fire_at, 5) WHERE name = ?",
+                           (FEED_SCHEDULE,)).rowcount
+    assert moved == 1
+
+
+def _wait_for_texts(http: httpx.Client, symbol: str, count: int, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while (overall := http.get("/api/ai/sentiment", params={"symbol": symbol}).json()["overall"])["texts"] < count:
+        assert time.monotonic() < deadline, f"the feed's texts did not arrive: {overall}"
+        time.sleep(0.5)
+    return overall  # type: ignore[no-any-return]
 
 
 def _import(tmp_path: Path, env: dict[str, str]) -> None:
@@ -38,7 +85,10 @@ def _import(tmp_path: Path, env: dict[str, str]) -> None:
 
 @pytest.mark.skipif(not HOURLY.exists(), reason="../shared/data is not beside the checkout")
 def test_make_run_server_answers_every_ai_endpoint_on_real_data(tmp_path: Path) -> None:
-    server, demo = make_run(tmp_path, **SETTINGS)
+    feed = _serve_feed()
+    feeds = json.dumps([{"name": "btc-wire", "url": f"http://127.0.0.1:{feed.server_address[1]}/rss",
+                         "symbols": ["BTC/USDT"]}])
+    server, demo = make_run(tmp_path, ai_feeds=feeds, **SETTINGS)
     env = server_env(database_url=f"sqlite+aiosqlite:///{tmp_path / 'tradepilot.db'}", data_dir=str(tmp_path / "var"),
                      **SETTINGS)
     _import(tmp_path, env)
@@ -72,6 +122,16 @@ def test_make_run_server_answers_every_ai_endpoint_on_real_data(tmp_path: Path) 
             assert set(forecast["baselines"]) == {"linear", "always_up", "last_direction"}
             assert forecast["model"]["bars"] > 19_000 and forecast["model"]["test_bars"] > 1000
 
+            no_llm = http.post("/api/ai/custom-prompt", json={"prompt": "How does BTC look?", "symbols": ["BTC/USDT"]})
+            assert no_llm.status_code == 503 and no_llm.headers["content-type"].startswith("application/problem+json")
+            assert no_llm.json()["code"] == "llm_not_configured" and no_llm.json()["status"] == 503
+
+            eth = {"symbols": ["ETH/USDT"], "timeframe": "1d", "bars": 300}  # no feed names ETH
+            quiet = http.post("/api/ai/analyze-market", json=eth).json()["items"][0]
+            assert quiet["sentiment"] is None and quiet["sentiment_reason"] == "no_texts"
+            _fire_feeds_now(tmp_path / "tradepilot.db")  # the operator's feed: two BTC headlines
+            feed_texts = _wait_for_texts(http, "BTC/USDT", 2)
+            assert feed_texts["bullish"] == 1 and feed_texts["bearish"] == 1
             texts = [{"text": "$BTC rallies to a record as buyers pile in"},
                      {"text": "Ethereum plunges after exchange hack, analysts downgrade outlook",
                       "symbols": ["ETH/USDT"]}]
@@ -79,7 +139,15 @@ def test_make_run_server_answers_every_ai_endpoint_on_real_data(tmp_path: Path) 
             assert scored.status_code == 201, scored.text
             assert [i["label"] for i in scored.json()["items"]] == ["bullish", "bearish"]
             history = http.get("/api/ai/sentiment", params={"symbol": "BTC/USDT"})
-            assert history.status_code == 200 and history.json()["overall"]["texts"] == 1
+            assert history.status_code == 200 and history.json()["overall"]["texts"] == 3  # the feed's and mine
+            overall = history.json()["overall"]
+            again = http.post("/api/ai/analyze-market", json={"symbols": ["BTC/USDT"], "timeframe": "1h"})
+            assert again.status_code == 200, again.text
+            mood = again.json()["items"][0]["sentiment"]
+            assert {k: mood[k] for k in overall} == overall and mood["bullish"] == 2
+            assert "Sentiment over the last 30 days (3 texts)" in again.json()["items"][0]["summary"]
+            bearish = http.post("/api/ai/analyze-market", json=eth).json()["items"][0]["sentiment"]
+            assert bearish["texts"] == 1 and bearish["label"] == "bearish"
 
             strategy = http.post("/api/ai/generate-strategy", json={"symbol": "BTC/USDT", "bars": 3000})
             assert strategy.status_code == 200, strategy.text
@@ -113,6 +181,8 @@ def test_make_run_server_answers_every_ai_endpoint_on_real_data(tmp_path: Path) 
             assert 0 < assessed["value_at_risk"]["historical"] <= assessed["conditional_value_at_risk"]["historical"]
     finally:
         server.stop()
+        feed.shutdown()
+        feed.server_close()
 
 
 def _wait_for_book(http: httpx.Client, symbol: str, timeout: float = 60) -> None:
