@@ -11,7 +11,9 @@
   strategy's stop and target fractions); neither: no signal for that symbol. A rule either
   fires or not, so the strength is 1.
 
-Entries are at the market (the next bar's open), valid for ``expires_in_bars`` bars.
+Entries are at the market (the next bar's open), valid for ``expires_in_bars`` bars. An
+AI-signals run trading the model asks :func:`from_model` at each of its bars, with the bars up
+to that bar only (``autotrade.py``).
 """
 
 from __future__ import annotations
