@@ -36,6 +36,7 @@ from tradepilot.signals.models import Signal
 from tradepilot.signals.schemas import GenerateSignals, SignalCreate
 from tradepilot.signals.service import signals_of
 from tradepilot.strategies.builtins.ai_signals import LiveSignal
+from tradepilot.strategies.catalog import build_strategy
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -103,6 +104,14 @@ async def store(runtime: Runtime, session: AsyncSession, user_id: uuid.UUID, mad
         except TradePilotError as exc:  # e.g. signal_limit_reached: the trade stands, the record is missing
             logger.warning("a strategy run's model signal was not stored",
                            extra={"signal_id": str(signal.id), "code": exc.code})
+
+
+def trades_model(strategy: str, params: dict[str, Any]) -> bool:
+    """Whether a run of ``strategy`` would ask the model at each bar (``model_signals``)."""
+    try:
+        return bool(getattr(build_strategy(strategy, params), "model_signals", False))
+    except Exception:  # noqa: BLE001  (a plugin's constructor may raise anything: the runner fails the run)
+        return False
 
 
 async def require_models(runtime: Runtime, symbols: list[str], timeframe: str, horizon: int) -> None:

@@ -33,8 +33,7 @@ from tradepilot.identity.models import User
 from tradepilot.identity.plans import effective_limits
 from tradepilot.identity.usage import usage_counter
 from tradepilot.market.types import TIMEFRAMES
-from tradepilot.signals.autotrade import require_models
-from tradepilot.strategies.catalog import build_strategy
+from tradepilot.signals.autotrade import require_models, trades_model
 from tradepilot.strategies.models import StrategyConfig
 from tradepilot.strategies.runs.models import RunStatus, StrategyRun
 from tradepilot.strategies.runs.schemas import RunStart
@@ -113,7 +112,7 @@ async def start_run(runtime: Runtime, session: AsyncSession, config: StrategyCon
     market: MarketService = runtime.services["market"]
     for symbol in symbols:
         market.instrument(symbol)  # 404 unknown_symbol
-    if getattr(build_strategy(config.strategy, params), "model_signals", False):
+    if trades_model(config.strategy, params):
         await require_models(runtime, symbols, timeframe, params["horizon"])  # 503 model_not_ready
     run = StrategyRun(user_id=user.id, strategy_config_id=config.id, account_id=account.id,
                       strategy=config.strategy, params=params, symbols=symbols, timeframe=timeframe,
