@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tradepilot.outbox")
 
+BACKLOG_EVERY_SECONDS = 1.0  # the backlog gauge is re-counted at most this often (a count per pass cost ~4% of an order)
+
+
+_UNPUBLISHED = (select(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+                .order_by(OutboxEvent.created_at, OutboxEvent.id))
+
 
 class OutboxRelay:
     """Publishes committed events to ``runtime.bus``; only the ``outbox-relay`` lease holder runs.
@@ -56,6 +62,7 @@ class OutboxRelay:
         self._hint: asyncio.Task[None] | None = None
         self._hint_again = False
         self._stopping = False
+        self._backlog_at = float("-inf")  # when the backlog gauge was last counted (monotonic)
 
     @property
     def is_holder(self) -> bool:
@@ -157,30 +164,33 @@ class OutboxRelay:
             finally:
                 if total:
                     self.runtime.metrics.outbox_published.inc(total)
-                with contextlib.suppress(Exception):
-                    self.runtime.metrics.outbox_backlog.set(await self.backlog())
+                await self._measure_backlog()
         return total
 
+    async def _measure_backlog(self) -> None:
+        """Refresh the backlog gauge, at most every ``BACKLOG_EVERY_SECONDS`` (a scrape is ~15 s)."""
+        if time.monotonic() - self._backlog_at < BACKLOG_EVERY_SECONDS:
+            return
+        self._backlog_at = time.monotonic()
+        with contextlib.suppress(Exception):
+            self.runtime.metrics.outbox_backlog.set(await self.backlog())
+
     async def _relay_batch(self) -> int:
-        db = self.runtime.db
-        async with db.transaction() as session:
-            rows = (await session.execute(
-                select(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None))
-                .order_by(OutboxEvent.created_at, OutboxEvent.id)
-                .limit(self.batch_size)
-            )).scalars().all()
-        if not rows:
+        async with self.runtime.db.read() as session:  # a snapshot: SQLite's write lock is not taken to read
+            rows = (await session.execute(_UNPUBLISHED.limit(self.batch_size))).scalars().all()
+            events = [row_to_event(row) for row in rows]
+            await session.rollback()
+        if not events:
             return 0
         # Publish outside any transaction (SQLite would otherwise hold its write lock),
         # then mark what was published. A crash in between means a second delivery, never
         # a lost one.
         published: list[str] = []
         try:
-            for row in rows:
-                await self.runtime.bus.publish(row_to_event(row))
-                published.append(row.id)
-                self.runtime.metrics.outbox_events.labels(row.type).inc()
+            for event in events:
+                await self.runtime.bus.publish(event)
+                published.append(event.id)
+                self.runtime.metrics.outbox_events.labels(event.type).inc()
         finally:
             if published:
                 await self._mark_published(published)
