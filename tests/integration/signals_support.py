@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 
 from tests.helpers import bearer, new_user
+from tradepilot.app import create_app
+from tradepilot.config import Settings
+from tradepilot.core.clock import TestClock
 from tradepilot.market.types import Bar
 from tradepilot.runtime import Runtime
 
 SIGNALS = "/api/signals"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # the test clock's start
 HOUR = timedelta(hours=1)
+
+
+@asynccontextmanager
+async def strategy_runs_app(settings: Settings, clock: TestClock) -> AsyncIterator[Any]:
+    """The app with strategy runs looking for closed bars every 0.1 s and the signal follower idle."""
+    application = create_app(settings.model_copy(update={"strategy_runs_poll_seconds": 0.1,
+                                                         "signals_tracker_seconds": 3600.0}), clock=clock)
+    async with application.router.lifespan_context(application):
+        yield application
 
 
 def bars(rows: list[tuple[str, str, str, str]], symbol: str = "BTC/USDT", start: datetime = T0) -> list[Bar]:

@@ -19,13 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from tests.integration.orders_support import Market, wait_for
-from tests.integration.signals_support import SIGNALS, key_user
+from tests.integration.signals_support import SIGNALS, key_user, strategy_runs_app
 from tests.integration.strategy_runs_support import run_orders, run_row
 from tests.integration.test_ai_predictions import BTC_3000, TARGET, _train
 from tradepilot.ai.direction_registry import direction_registry
 from tradepilot.ai.market_candles import candles_of
 from tradepilot.ai.predictions import PREDICTION_BARS
-from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
 from tradepilot.core.outbox_models import OutboxEvent
@@ -51,9 +50,7 @@ def clock() -> TestClock:
 
 @pytest.fixture
 async def app(settings: Settings, clock: TestClock):  # type: ignore[no-untyped-def]
-    application = create_app(settings.model_copy(update={"strategy_runs_poll_seconds": 0.1,
-                                                         "signals_tracker_seconds": 3600.0}), clock=clock)
-    async with application.router.lifespan_context(application):
+    async with strategy_runs_app(settings, clock) as application:
         yield application
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import bearer, new_user
 from tests.integration.orders_support import Market
+from tests.integration.signals_support import strategy_runs_app
 from tests.integration.strategies_support import create_strategy
 from tests.integration.strategy_runs_support import (
     HISTORY,
@@ -19,7 +20,6 @@ from tests.integration.strategy_runs_support import (
     wait_processed,
     write_bars,
 )
-from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
 from tradepilot.runtime import Runtime
@@ -31,9 +31,7 @@ AI = {"name": "AI signals", "strategy": "ai_signals", "params": {"min_strength":
 
 @pytest.fixture
 async def app(settings: Settings, clock: TestClock):  # type: ignore[no-untyped-def]
-    application = create_app(settings.model_copy(update={"strategy_runs_poll_seconds": 0.1,
-                                                         "signals_tracker_seconds": 3600.0}), clock=clock)
-    async with application.router.lifespan_context(application):
+    async with strategy_runs_app(settings, clock) as application:
         yield application
 
 
