@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, event, insert
+from sqlalchemy import Engine, bindparam, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -107,14 +107,7 @@ async def next_seq(session: AsyncSession, user_id: uuid.UUID) -> int:
     transactions never obtain the same number, and a first event for a new user never fails
     on a duplicate key. On SQLite transactions are serialised by ``BEGIN IMMEDIATE``.
     """
-    stmt = (
-        _insert(session)(UserEventSeq)
-        .values(user_id=user_id, last_seq=1)
-        .on_conflict_do_update(index_elements=[UserEventSeq.user_id],
-                               set_={"last_seq": UserEventSeq.last_seq + 1})
-        .returning(UserEventSeq.last_seq)
-    )
-    return (await session.execute(stmt)).scalar_one()
+    return await _bump_seq(session, user_id, 1)
 
 
 async def emit(
@@ -138,10 +131,9 @@ async def emit(
     seq = await next_seq(session, uid) if uid is not None else None
     created_at = _created_at(now)
     event_id = uuid.uuid4().hex
-    await session.execute(insert(OutboxEvent).values(
-        id=event_id, topic=topic, type=type, user_id=uid, seq=seq, payload=body,
-        created_at=created_at, published_at=None,
-    ))
+    await session.execute(_INSERT_EVENT, {
+        "id": event_id, "topic": topic, "type": type, "user_id": uid, "seq": seq, "payload": body,
+        "created_at": created_at, "published_at": None})
     session.info[_EMITTED] = session.get_bind().engine  # the relay to wake is this engine's
     return Event(topic=topic, type=type, payload=body, user_id=str(uid) if uid else None, seq=seq,
                  id=event_id, occurred_at=created_at.isoformat())
@@ -160,14 +152,28 @@ class Pending:
 
 async def _bump_seq(session: AsyncSession, user_id: uuid.UUID, n: int) -> int:
     """Reserve ``n`` consecutive numbers of the user's sequence in ONE statement; returns the last."""
-    stmt = (
-        _insert(session)(UserEventSeq)
-        .values(user_id=user_id, last_seq=n)
-        .on_conflict_do_update(index_elements=[UserEventSeq.user_id],
-                               set_={"last_seq": UserEventSeq.last_seq + n})
-        .returning(UserEventSeq.last_seq)
-    )
-    return (await session.execute(stmt)).scalar_one()
+    return (await session.execute(_seq_bump(session), {"seq_user": user_id, "seq_n": n})).scalar_one()
+
+
+# Statements built once (each event of every order runs them): a statement made per call
+# costs its construction and its cache key every time; a multi-row VALUES insert is not
+# cached at all (compiled anew per call), an executemany of _INSERT_EVENT is.
+_INSERT_EVENT = insert(OutboxEvent.__table__)
+_SEQ_BUMPS: dict[str, Any] = {}
+
+
+def _seq_bump(session: AsyncSession) -> Any:
+    """``INSERT .. ON CONFLICT DO UPDATE SET last_seq = last_seq + :n RETURNING last_seq``, per dialect."""
+    dialect = session.get_bind().dialect.name
+    stmt = _SEQ_BUMPS.get(dialect)
+    if stmt is None:
+        n = bindparam("seq_n", type_=UserEventSeq.last_seq.type)
+        stmt = _SEQ_BUMPS[dialect] = (
+            _insert(session)(UserEventSeq)
+            .values(user_id=bindparam("seq_user", type_=UserEventSeq.user_id.type), last_seq=n)
+            .on_conflict_do_update(index_elements=[UserEventSeq.user_id], set_={"last_seq": UserEventSeq.last_seq + n})
+            .returning(UserEventSeq.last_seq))
+    return stmt
 
 
 async def emit_many(session: AsyncSession, pending: Sequence[Pending]) -> list[Event]:
@@ -205,7 +211,7 @@ async def emit_many(session: AsyncSession, pending: Sequence[Pending]) -> list[E
                      "payload": body, "created_at": created_at, "published_at": None})
         events.append(Event(topic=item.topic, type=item.type, payload=body, user_id=str(uid) if uid else None,
                             seq=seq, id=event_id, occurred_at=created_at.isoformat()))
-    await session.execute(insert(OutboxEvent).values(rows))
+    await session.execute(_INSERT_EVENT, rows)  # an executemany: one cached statement, however many rows
     session.info[_EMITTED] = session.get_bind().engine  # the relay to wake is this engine's
     return events
 

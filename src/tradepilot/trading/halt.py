@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,8 +46,13 @@ class Halt:
 NOT_HALTED = Halt(halted=False, reason=None, changed_by=None, changed_at=None)
 
 
+# built once (every order reads it): the singleton row, re-read from the database
+_HALT_ROW = (select(TradingHaltState).where(TradingHaltState.id == SINGLETON_ID)
+             .execution_options(populate_existing=True))
+
+
 async def current_halt(session: AsyncSession) -> Halt:
-    row = await session.get(TradingHaltState, SINGLETON_ID, populate_existing=True)
+    row = await session.scalar(_HALT_ROW)
     if row is None:
         return NOT_HALTED
     return Halt(halted=row.halted, reason=row.reason, changed_by=row.changed_by, changed_at=row.changed_at)

@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.errors import Conflict, Unprocessable
@@ -127,6 +127,28 @@ class KnownBalance:
     dirty: bool = False  # free / locked not written yet (see write_known)
 
 
+# Built once: a statement made per call costs its construction and its cache key every time
+# (about a fifth of an order's SQLAlchemy time, measured); this one's key is memoised.
+_UPDATE_BALANCE = (
+    update(Balance)
+    .where(Balance.account_id == bindparam("b_account"), Balance.asset == bindparam("b_asset"),
+           Balance.version == bindparam("b_version"))
+    .values(free=bindparam("b_free", type_=Balance.free.type), locked=bindparam("b_locked", type_=Balance.locked.type),
+            version=bindparam("b_next", type_=Balance.version.type),
+            updated_at=bindparam("b_now", type_=Balance.updated_at.type))
+    .execution_options(synchronize_session=False))
+
+
+async def _update_balance(session: AsyncSession, account_id: uuid.UUID, asset: str, version: int,
+                          free: Decimal, locked: Decimal, now: datetime) -> None:
+    """One version-checked balance UPDATE; 409 ``concurrent_update`` if the row moved."""
+    result = await session.execute(_UPDATE_BALANCE, {
+        "b_account": account_id, "b_asset": asset, "b_version": version, "b_free": free, "b_locked": locked,
+        "b_next": version + 1, "b_now": now})
+    if result.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the lock
+        raise Conflict("The balance changed concurrently; retry.", code="concurrent_update")
+
+
 async def write_known(session: AsyncSession, account_id: uuid.UUID, known: dict[str, KnownBalance], *,
                       now: datetime) -> None:
     """Write the balances ``post(known=..., events=...)`` changed: one version-checked UPDATE per
@@ -135,13 +157,7 @@ async def write_known(session: AsyncSession, account_id: uuid.UUID, known: dict[
         row = known[asset]
         if not row.dirty:
             continue
-        result = await session.execute(
-            update(Balance).where(Balance.account_id == account_id, Balance.asset == asset,
-                                  Balance.version == row.version)
-            .values(free=row.free, locked=row.locked, version=row.version + 1, updated_at=now)
-            .execution_options(synchronize_session=False))
-        if result.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the lock
-            raise Conflict("The balance changed concurrently; retry.", code="concurrent_update")
+        await _update_balance(session, account_id, asset, row.version, row.free, row.locked, now)
         known[asset] = KnownBalance(row.free, row.locked, row.version + 1)
 
 
@@ -203,11 +219,13 @@ async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> TradingA
     return account
 
 
+_BALANCES = (select(Balance).where(Balance.account_id == bindparam("account_id")).order_by(Balance.asset)
+             .execution_options(populate_existing=True))
+
+
 async def get_balances(session: AsyncSession, account_id: uuid.UUID) -> list[Balance]:
     """The account's balance rows, freshly read, by asset."""
-    rows = await session.scalars(select(Balance).where(Balance.account_id == account_id)
-                                 .order_by(Balance.asset).execution_options(populate_existing=True))
-    return list(rows)
+    return list(await session.scalars(_BALANCES, {"account_id": account_id}))
 
 
 async def recompute_balances(session: AsyncSession, account_id: uuid.UUID, *,
@@ -355,13 +373,7 @@ async def post(
         if known is not None and events is not None:  # batched: written once, by write_known
             known[asset] = KnownBalance(amounts.free, amounts.locked, row.version, dirty=True)
             continue
-        result = await session.execute(
-            update(Balance).where(Balance.account_id == account.id, Balance.asset == asset,
-                                  Balance.version == row.version)
-            .values(free=amounts.free, locked=amounts.locked, version=row.version + 1, updated_at=now)
-            .execution_options(synchronize_session=False))
-        if result.rowcount != 1:  # type: ignore[attr-defined]  # cannot happen under the lock
-            raise Conflict("The balance changed concurrently; retry.", code="concurrent_update")
+        await _update_balance(session, account.id, asset, row.version, amounts.free, amounts.locked, now)
         if known is not None:
             known[asset] = KnownBalance(amounts.free, amounts.locked, row.version + 1)
     event = Pending(topic=Topics.user(account.user_id, EVENT_KIND), type=BALANCE_UPDATED,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.cursors import decode_seq_cursor, seq_cursor
@@ -64,11 +64,22 @@ async def count_open_orders_of_account(session: AsyncSession, account: TradingAc
     return int(count or 0)
 
 
+_OPEN_OF_USER = select(func.count()).select_from(Order).where(  # built once: every order counts them
+    Order.user_id == bindparam("user_id"), Order.status.in_(_OPEN))
+
+
 @usage_counter("open_orders")
 async def count_open_orders_of_user(session: AsyncSession, user_id: uuid.UUID) -> int:
-    count = await session.scalar(select(func.count()).select_from(Order).where(
-        Order.user_id == user_id, Order.status.in_(_OPEN)))
+    count = await session.scalar(_OPEN_OF_USER, {"user_id": user_id})
     return int(count or 0)
+
+
+# the caller's default account locked and re-read, with its user; built once (every order runs it)
+_DEFAULT_ACCOUNT_LOCKED = (
+    select(TradingAccount, User).join(User, User.id == TradingAccount.user_id)
+    .where(TradingAccount.user_id == bindparam("user_id"), TradingAccount.is_default.is_(True))
+    .with_for_update(key_share=True, of=TradingAccount)
+    .execution_options(populate_existing=True))
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -180,11 +191,7 @@ class OrderService:
             # the usual case in one statement: the caller's default account, locked and re-read,
             # with its user (plan, own limits) for the risk check, which then finds the user in
             # the session's identity map instead of reading it again; only the account is locked
-            found_row = (await session.execute(
-                select(TradingAccount, User).join(User, User.id == TradingAccount.user_id)
-                .where(TradingAccount.user_id == principal.id, TradingAccount.is_default.is_(True))
-                .with_for_update(key_share=True, of=TradingAccount)
-                .execution_options(populate_existing=True))).first()
+            found_row = (await session.execute(_DEFAULT_ACCOUNT_LOCKED, {"user_id": principal.id})).first()
             account = None if found_row is None else found_row[0]
             if account is not None:
                 # the identity map holds objects weakly: keep the user alive for this transaction

@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.trading.order_models import Position
@@ -77,12 +77,16 @@ def apply_fill(state: PositionState, *, side: str, price: Decimal, quantity: Dec
     return PositionState(new, avg, realised, left)
 
 
+_POSITION = (select(Position)  # built once: its cache key is memoised (the order path runs it per fill)
+             .where(Position.account_id == bindparam("account_id"), Position.symbol == bindparam("symbol"))
+             .execution_options(populate_existing=True))
+
+
 async def position_for_update(session: AsyncSession, *, account_id: uuid.UUID, user_id: uuid.UUID, symbol: str,
                               base: str, quote: str, now: datetime) -> Position:
     """The account's position in ``symbol`` (created flat if missing). Call with the account
     locked (``ledger.lock_account``): every writer of an account's positions holds that lock."""
-    row = await session.scalar(select(Position).where(Position.account_id == account_id, Position.symbol == symbol)
-                               .execution_options(populate_existing=True))
+    row = await session.scalar(_POSITION, {"account_id": account_id, "symbol": symbol})
     if row is None:
         row = Position(account_id=account_id, user_id=user_id, symbol=symbol, base_asset=base, quote_asset=quote,
                        quantity=ZERO, average_entry_price=None, cost_basis=ZERO, realised_pnl=ZERO, fees=ZERO, opened_at=None,
