@@ -416,6 +416,14 @@ async def _kill_a_replica_while_orders_flow(stack: Stack, direct: httpx.AsyncCli
         stop = asyncio.Event()
         flowing = asyncio.create_task(flow(http, stop))
         await _until(lambda: _async(len(acknowledged) >= 4), "orders flowing before the kill", timeout=30)
+        # Prometheus (1 s scrapes) has seen both replicas' order counters before one dies: with
+        # fast orders, 4 of them can pass and the victim die between two of its scrapes
+        apps = {stack.topo.address(f"{name}:8008") for name in stack.apps}
+
+        async def both_counted() -> bool:
+            return set(await _prometheus_query(stack, direct, "sum by (instance) (tradepilot_orders_total)")) == apps
+
+        await _until(both_counted, "Prometheus to scrape orders from both replicas", timeout=30, every=0.5)
         stack.apps[victim].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         before_kill = len(acknowledged)
         await asyncio.to_thread(stack.apps[victim].proc.wait, 10)  # type: ignore[union-attr]
@@ -494,13 +502,17 @@ async def _restart(stack: Stack, direct: httpx.AsyncClient, victim: str) -> None
         await _until(serving, f"nginx to send traffic to the restarted {victim}", timeout=30, every=0.3)
 
 
-async def _prometheus_saw_everything(stack: Stack, direct: httpx.AsyncClient, victim: str) -> None:
+async def _prometheus_query(stack: Stack, direct: httpx.AsyncClient, expr: str) -> dict[str, float]:
+    """An instant query: {instance: value}."""
     base = f"http://{stack.topo.address('prometheus:9090')}/api/v1/query"
+    body = (await direct.get(base, params={"query": expr})).json()
+    assert body["status"] == "success", body
+    return {r["metric"].get("instance", ""): float(r["value"][1]) for r in body["data"]["result"]}
 
+
+async def _prometheus_saw_everything(stack: Stack, direct: httpx.AsyncClient, victim: str) -> None:
     async def query(expr: str) -> dict[str, float]:
-        body = (await direct.get(base, params={"query": expr})).json()
-        assert body["status"] == "success", body
-        return {r["metric"].get("instance", ""): float(r["value"][1]) for r in body["data"]["result"]}
+        return await _prometheus_query(stack, direct, expr)
 
     apps = {stack.topo.address(f"{name}:8008") for name in stack.apps}
     worker = stack.topo.address("worker:" + stack._worker_port())
