@@ -48,10 +48,10 @@ async def closed_bars(market: MarketService, symbol: str, timeframe: str, count:
     return [b for b in await market.read_candles(symbol, timeframe, None, until, count + 1) if b.closed][-count:]
 
 
-async def latest_forecast(runtime: Runtime, market: MarketService, symbol: str, timeframe: str,
-                          horizon: int, until: datetime | None = None) -> LatestForecast:
-    """The trained model's forecast from the newest closed bars (opening before ``until`` when
-    given); 503 ``model_not_ready`` without one."""
+async def trained_model(runtime: Runtime, market: MarketService, symbol: str, timeframe: str,
+                        horizon: int) -> DirectionModel:
+    """The direction model of ``symbol`` / ``timeframe`` / ``horizon`` from the registry; 503
+    ``model_not_ready`` (with Retry-After) when none is trained or its file is refused."""
     registry = direction_registry(runtime)
     try:
         model = await asyncio.to_thread(registry.load, registry.key(market.venue, symbol, timeframe, horizon))
@@ -60,8 +60,16 @@ async def latest_forecast(runtime: Runtime, market: MarketService, symbol: str, 
         model = None
     if model is None:
         raise ServiceUnavailable(f"No direction model for {symbol} {timeframe}, horizon {horizon}, is trained "
-                                 "yet; it is trained by the ai.train_direction job.", code="model_not_ready",
-                                 headers={"Retry-After": str(MODEL_RETRY_AFTER_SECONDS)})
+                                 "yet; the ai.train_direction job or `tradepilot ai train direction` trains it.",
+                                 code="model_not_ready", headers={"Retry-After": str(MODEL_RETRY_AFTER_SECONDS)})
+    return model
+
+
+async def latest_forecast(runtime: Runtime, market: MarketService, symbol: str, timeframe: str,
+                          horizon: int, until: datetime | None = None) -> LatestForecast:
+    """The trained model's forecast from the newest closed bars (opening before ``until`` when
+    given); 503 ``model_not_ready`` without one."""
+    model = await trained_model(runtime, market, symbol, timeframe, horizon)
     found = await closed_bars(market, symbol, timeframe, PREDICTION_BARS, until)
     forecast = await asyncio.to_thread(model.predict, candles_of(found)) if len(found) > WARMUP else None
     return LatestForecast(model, found, forecast)

@@ -27,7 +27,7 @@ from tradepilot.ai.models_catalog import (
     regime_model,
     sentiment_model,
 )
-from tradepilot.ai.predictions import direction_forecast, rfc3339
+from tradepilot.ai.predictions import closed_bars, direction_forecast, rfc3339
 from tradepilot.ai.schemas import (
     AnalysisSentiment,
     AnalyzeMarket,
@@ -95,7 +95,7 @@ async def _analysis(runtime: Runtime, market: MarketService, symbol: str, body: 
                     sentiment: AnalysisSentiment | None) -> MarketAnalysis:
     """One symbol's facts, the direction model's prediction and the template's summary of both."""
     timeframe = body.timeframe
-    found = [b for b in await market.read_candles(symbol, timeframe, None, None, body.bars + 1) if b.closed][-body.bars:]
+    found = await closed_bars(market, symbol, timeframe, body.bars)
     candles = _candles(found)
     try:
         facts = await asyncio.to_thread(analyse, candles, regime_model())

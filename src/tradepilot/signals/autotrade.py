@@ -16,7 +16,6 @@ the log; starting such a run is refused (:func:`require_models`, 503 ``model_not
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -25,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradepilot.ai.direction_registry import ModelRefused, direction_registry
-from tradepilot.ai.predictions import MODEL_RETRY_AFTER_SECONDS
+from tradepilot.ai.predictions import trained_model
 from tradepilot.core.errors import ServiceUnavailable, TradePilotError
 from tradepilot.market.frame import to_ms
 from tradepilot.market.types import TIMEFRAMES
@@ -117,15 +115,5 @@ def trades_model(strategy: str, params: dict[str, Any]) -> bool:
 async def require_models(runtime: Runtime, symbols: list[str], timeframe: str, horizon: int) -> None:
     """503 ``model_not_ready`` unless a direction model is trained for every symbol."""
     market = runtime.services["market"]
-    registry = direction_registry(runtime)
     for symbol in symbols:
-        key = registry.key(market.venue, market.instrument(symbol).symbol, timeframe, horizon)
-        try:
-            model = await asyncio.to_thread(registry.load, key)
-        except ModelRefused:
-            model = None
-        if model is None:
-            raise ServiceUnavailable(f"No direction model for {symbol} {timeframe}, horizon {horizon}, is trained; "
-                                     "train it (tradepilot ai train direction) or choose a trained horizon.",
-                                     code="model_not_ready",
-                                     headers={"Retry-After": str(MODEL_RETRY_AFTER_SECONDS)})
+        await trained_model(runtime, market, market.instrument(symbol).symbol, timeframe, horizon)
