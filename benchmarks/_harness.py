@@ -101,7 +101,25 @@ def serve(build_app: Any, port: int) -> None:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(build_app(), host="127.0.0.1", port=port, log_config=None, proxy_headers=False, ws_ping_interval=20)
+    app = build_app()
+    profile_to = os.environ.get("BENCH_PROFILE")  # a file: cProfile the whole server into it
+    if not profile_to:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, proxy_headers=False, ws_ping_interval=20)
+        return
+    import cProfile
+    import signal
+
+    def stop(signum: int, frame: object) -> None:  # uvicorn re-raises the SIGTERM it handled
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, proxy_headers=False, ws_ping_interval=20)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
 
 
 # --- the load generator ------------------------------------------------------------------

@@ -11,6 +11,7 @@ from tradepilot.identity import twofactor_models as _twofactor  # noqa: F401
 from tradepilot.jobs import models as _jobs  # noqa: F401
 from tradepilot.market import models as _market  # noqa: F401
 from tradepilot.notifications import models as _notifications  # noqa: F401
+from tradepilot.notifications import sources as _notification_sources  # noqa: F401  (which events notify)
 from tradepilot.ai import models as _ai  # noqa: F401
 from tradepilot.ai import feed_models as _ai_feeds  # noqa: F401
 from tradepilot.ai import llm_models as _ai_llm  # noqa: F401

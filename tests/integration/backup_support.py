@@ -26,7 +26,7 @@ from tradepilot.runtime import Runtime
 # against the live database a moment later
 VOLATILE_TABLES = frozenset({"lease", "outbox_event", "schedule", "schedule_firing", "job", "consumed_event",
                              "idempotency_record", "user_event_seq", "equity_day", "equity_intraday", "notification",
-                             "notification_cursor", "notification_delivery",
+                             "notification_delivery",
                              "ops_uptime_segment", "ops_error_group"})  # heartbeats, error counts flushed
 
 

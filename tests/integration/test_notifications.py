@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tests.helpers import bearer, login, new_user
 from tests.integration.admin_support import make_admin
@@ -22,11 +22,12 @@ from tests.integration.notifications_support import (
 from tradepilot.app import create_app
 from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
-from tradepilot.core.outbox import row_to_event
+from tradepilot.core.events import Topics
+from tradepilot.core.outbox import Pending, emit_many, row_to_event
 from tradepilot.core.outbox_models import OutboxEvent
 from tradepilot.email.service import SEND_KIND
 from tradepilot.jobs.models import Job
-from tradepilot.notifications.consumer import notifier_of
+from tradepilot.notifications.consumer import BATCH_SIZE, notifier_of
 from tradepilot.notifications.digest import release_due_digests
 from tradepilot.notifications.models import Notification, NotificationDelivery
 
@@ -150,6 +151,65 @@ async def test_an_outbox_event_makes_exactly_one_notification(client: httpx.Asyn
     assert await notifier_of(runtime).handle(row) == 0
     await asyncio.gather(notifier_of(runtime).handle(row), notifier_of(runtime).handle(row))
     assert await count_notifications(runtime, profile["id"]) == 1
+
+
+async def queued_events(runtime, user_id: str) -> dict[str, bool | None]:  # type: ignore[no-untyped-def]
+    """The user's outbox events by type: whether each is still queued for the notifier."""
+    async with runtime.db.session() as session:
+        rows = (await session.execute(select(OutboxEvent.type, OutboxEvent.notify)
+                                      .where(OutboxEvent.user_id == uuid.UUID(user_id)))).all()
+    return {type_: notify for type_, notify in rows}
+
+
+async def test_only_events_that_notify_are_queued_and_handling_clears_them(  # type: ignore[no-untyped-def]
+        settings: Settings, clock: TestClock) -> None:
+    application = create_app(settings, clock=clock)  # the consumer off: the queue is seen as written
+    async with application.router.lifespan_context(application):
+        runtime = application.state.runtime
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as client:
+            profile, _ = await new_user(client)
+        user_id = profile["id"]
+        order = {"id": str(uuid.uuid4()), "symbol": "BTC/USDT", "side": "buy", "quantity": "1"}
+        await emit_user_event(runtime, user_id, "order.updated", {"order": {**order, "status": "new"}})
+        await emit_user_event(runtime, user_id, "balance.updated", {"asset": "USDT"})
+        await emit_user_event(runtime, user_id, "security.new_device", {"title": "New sign-in"})
+        queued = await queued_events(runtime, user_id)
+        assert {t: queued[t] for t in ("order.updated", "balance.updated", "security.new_device")} == {
+            "order.updated": None, "balance.updated": None, "security.new_device": True}
+        assert queued["account.created"] is None  # registration's own events notify nothing
+        await emit_user_event(runtime, user_id, "order.updated", {"order": {**order, "status": "filled"}})
+        assert await notifier_of(runtime).process_pending() == 2
+        assert set((await queued_events(runtime, user_id)).values()) == {None}
+        assert await notifier_of(runtime).process_pending() == 0  # nothing left: nothing made twice
+        assert await count_notifications(runtime, user_id) == 2
+
+
+async def test_a_backlog_is_handled_in_batches_exactly_once(client: httpx.AsyncClient, runtime) -> None:  # type: ignore[no-untyped-def]
+    profile, _ = await new_user(client)
+    user_id = uuid.UUID(profile["id"])
+    notifier = notifier_of(runtime)
+    await notifier.stop()  # a backlog builds while no process holds the consumer
+    async with runtime.db.transaction() as session:
+        await emit_many(session, [Pending(topic=Topics.user(user_id, "strategies"), type="strategy.stopped",
+                                          user_id=user_id, payload={"title": f"run {i} stopped"})
+                                  for i in range(BATCH_SIZE + 50)])
+    claims = []
+
+    def claim(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE OUTBOX_EVENT SET NOTIFY"):
+            claims.append(statement)
+
+    engine = runtime.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", claim)
+    try:
+        assert await notifier.process_pending() == BATCH_SIZE + 50
+    finally:
+        event.remove(engine, "before_cursor_execute", claim)
+    assert len(claims) == 2  # one claim (one write transaction) per batch, not per event
+    async with runtime.db.session() as session:
+        titles = (await session.scalars(select(Notification.title).where(Notification.user_id == user_id))).all()
+    assert sorted(titles) == sorted(f"run {i} stopped" for i in range(BATCH_SIZE + 50))
+    assert await notifier.process_pending() == 0
 
 
 async def test_a_category_turned_off_makes_no_notification(client: httpx.AsyncClient, runtime) -> None:  # type: ignore[no-untyped-def]

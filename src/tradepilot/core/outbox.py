@@ -38,6 +38,33 @@ WAKE_TOPIC = "_outbox.wake"  # a hint on the bus: "something was committed", for
 
 _EMITTED = "tradepilot.outbox.emitted"  # session.info key: this transaction emitted events
 
+NotifyPredicate = Callable[[str, dict[str, Any]], bool]
+_notify_predicates: list[NotifyPredicate] = []
+
+
+def notify_when(predicate: NotifyPredicate) -> NotifyPredicate:
+    """Register ``predicate(type, payload)``: True for a user's event that makes a notification.
+
+    The notifications package registers its rule (``notifications.sources``) so that the core
+    does not import it; an event the rule selects is written with ``notify`` set, the queue the
+    notifier reads. With no rule registered every user event is queued (handled, then dropped by
+    the notifier): nothing is lost in a process that never imported the rule.
+    """
+    if predicate not in _notify_predicates:
+        _notify_predicates.append(predicate)
+    return predicate
+
+
+def _notify(type_: str, body: dict[str, Any], user_id: uuid.UUID | None) -> bool | None:
+    if user_id is None:
+        return None
+    try:
+        if not _notify_predicates or any(predicate(type_, body) for predicate in _notify_predicates):
+            return True
+    except Exception:  # noqa: BLE001 - a rule failing on an odd payload must not fail the change: the notifier decides
+        return True
+    return None
+
 
 # --- payloads -------------------------------------------------------------------------------
 
@@ -133,7 +160,7 @@ async def emit(
     event_id = uuid.uuid4().hex
     await session.execute(_INSERT_EVENT, {
         "id": event_id, "topic": topic, "type": type, "user_id": uid, "seq": seq, "payload": body,
-        "created_at": created_at, "published_at": None})
+        "created_at": created_at, "published_at": None, "notify": _notify(type, body, uid)})
     session.info[_EMITTED] = session.get_bind().engine  # the relay to wake is this engine's
     return Event(topic=topic, type=type, payload=body, user_id=str(uid) if uid else None, seq=seq,
                  id=event_id, occurred_at=created_at.isoformat())
@@ -208,7 +235,8 @@ async def emit_many(session: AsyncSession, pending: Sequence[Pending]) -> list[E
         created_at = _created_at(item.now)
         event_id = uuid.uuid4().hex
         rows.append({"id": event_id, "topic": item.topic, "type": item.type, "user_id": uid, "seq": seq,
-                     "payload": body, "created_at": created_at, "published_at": None})
+                     "payload": body, "created_at": created_at, "published_at": None,
+                     "notify": _notify(item.type, body, uid)})
         events.append(Event(topic=item.topic, type=item.type, payload=body, user_id=str(uid) if uid else None,
                             seq=seq, id=event_id, occurred_at=created_at.isoformat()))
     await session.execute(_INSERT_EVENT, rows)  # an executemany: one cached statement, however many rows

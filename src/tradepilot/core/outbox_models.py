@@ -16,7 +16,10 @@ class OutboxEvent(Base):
     """One domain event, written in the same transaction as the change it describes.
 
     ``published_at`` stays NULL until the relay has handed the event to the bus; published
-    events are pruned after a retention period.
+    events are pruned after a retention period. ``notify`` is true while the event still has
+    to be turned into a notification (set at emit for the events that make one, cleared in the
+    transaction that makes it): the notifier's queue, like the relay's, is a partial index of
+    the rows with work left, so finding work never scans handled events.
     """
 
     __tablename__ = "outbox_event"
@@ -29,6 +32,7 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None] = mapped_column(index=True)
+    notify: Mapped[bool | None]
 
     __table_args__ = (
         # Two events of one user never share a sequence number (NULL user ids never clash).
@@ -40,6 +44,14 @@ class OutboxEvent(Base):
             "id",
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
+        ),
+        # The notifier's queue: only events still to notify, in event order.
+        Index(
+            "ix_outbox_event_notify",
+            "created_at",
+            "id",
+            postgresql_where=text("notify = true"),
+            sqlite_where=text("notify = 1"),
         ),
     )
 

@@ -1,12 +1,15 @@
 """The outbox consumer that turns domain events into notifications — exactly once per event.
 
 It reads the ``outbox_event`` table, not the bus: the bus is at most once per subscriber, so a
-crash after the relay published an event would lose its notification. Under the lease
-``notifications-consumer`` one process scans the events after its cursor (minus a look-back
-margin, since an event created earlier may commit later) that it has no receipt for. Each
-event is handled in its own transaction together with its receipt (``consume_once``): the
-notification and the receipt commit together or not at all, so a redelivery or a rescan never
-makes a second one. Bus events on user topics only wake it up early.
+crash after the relay published an event would lose its notification. An event that makes a
+notification is written with ``notify`` set (``notifications.sources`` tells the outbox which);
+under the lease ``notifications-consumer`` one process reads those rows through their partial
+index (only the events still to notify, oldest first — never the handled ones, however many)
+and handles them in batches: one snapshot read for the users and their preferences, then ONE
+short write transaction that claims the batch (``UPDATE … SET notify = NULL … RETURNING``: only
+rows still set, so a redelivery, a second process or a rerun gets nothing), makes the
+notifications and writes their events. The claim and the notifications commit together or not
+at all. Bus events on user topics only wake it up early.
 """
 
 from __future__ import annotations
@@ -15,34 +18,37 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import bindparam, select, update
 
 from tradepilot.core.bus import Subscription
 from tradepilot.core.events import Event
 from tradepilot.core.lease import Lease, LeaseLost, lease_manager
-from tradepilot.core.outbox import consume_once, row_to_event
-from tradepilot.core.outbox_models import ConsumedEvent, OutboxEvent
+from tradepilot.core.outbox import row_to_event
+from tradepilot.core.outbox_models import OutboxEvent
 from tradepilot.identity.models import User
 from tradepilot.notifications import constants as c
-from tradepilot.notifications.models import NotificationCursor
-from tradepilot.notifications.service import notifications_of
-from tradepilot.notifications.sources import EXACT_TYPES, PREFIXES, draft_for
+from tradepilot.notifications.models import NotificationSettings
+from tradepilot.notifications.service import Wanted, notifications_of
+from tradepilot.notifications.settings import preferences_of
+from tradepilot.notifications.sources import Draft, draft_for
 
 if TYPE_CHECKING:
     from tradepilot.runtime import Runtime
 
 logger = logging.getLogger("tradepilot.notifications")
 
-LOOKBACK = timedelta(minutes=5)  # an event may commit this long after its created_at and still be seen
 BATCH_SIZE = 200
 SERVICE_KEY = "notifications_consumer"
 
-
-def _candidate_filter():  # type: ignore[no-untyped-def]
-    return or_(OutboxEvent.type.in_(EXACT_TYPES), *(OutboxEvent.type.startswith(p) for p in PREFIXES))
+# built once: every pass runs them
+_QUEUED = (select(OutboxEvent).where(OutboxEvent.notify == True)  # the partial index's own predicate
+           .order_by(OutboxEvent.created_at, OutboxEvent.id).limit(BATCH_SIZE))
+_CLAIM = (update(OutboxEvent).where(OutboxEvent.id.in_(bindparam("ids", expanding=True)),
+                                    OutboxEvent.notify == True)
+          .values(notify=None).returning(OutboxEvent.id))
 
 
 class OutboxNotifier:
@@ -90,63 +96,82 @@ class OutboxNotifier:
             self.lease = None
 
     async def process_pending(self) -> int:
-        """Handle every unhandled candidate event after the cursor; how many made notifications."""
+        """Handle every queued event, oldest first; how many notifications it made."""
         made = 0
         while True:
-            position = await self._position()
-            if position is None:
-                return made
             async with self.runtime.db.read() as session:
-                rows = list((await session.scalars(
-                    select(OutboxEvent)
-                    .where(OutboxEvent.created_at >= position - LOOKBACK, OutboxEvent.user_id.is_not(None),
-                           _candidate_filter(),
-                           ~exists().where(and_(ConsumedEvent.consumer == c.CONSUMER_NAME,
-                                                ConsumedEvent.event_id == OutboxEvent.id)))
-                    .order_by(OutboxEvent.created_at, OutboxEvent.id).limit(BATCH_SIZE))).all())
-                batch = [(row_to_event(row), row.created_at) for row in rows]
+                batch = [row_to_event(row) for row in (await session.scalars(_QUEUED)).all()]
                 await session.rollback()
-            for event, _ in batch:
-                made += await self.handle(event)
             if batch:
-                await self._advance(max(created_at for _, created_at in batch))
+                made += await self._handle_isolating_failures(batch)
             if len(batch) < BATCH_SIZE:
                 return made
 
+    async def _handle_isolating_failures(self, batch: Sequence[Event]) -> int:
+        """The batch in one transaction; if that fails, event by event, so that one event that
+        cannot be handled (it stays queued, retried next pass) does not hold up the others."""
+        try:
+            return await self.handle_batch(batch)
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception:
+            if len(batch) == 1:
+                raise
+            logger.warning("notification batch failed; handling its %d events one by one", len(batch), exc_info=True)
+        made = 0
+        for event in batch:
+            try:
+                made += await self.handle_batch([event])
+            except (LeaseLost, asyncio.CancelledError):
+                raise
+            except Exception:
+                logger.exception("notification for outbox event %s failed; retried next pass", event.id)
+        return made
+
     async def handle(self, event: Event) -> int:
-        """One event in one transaction with its receipt: 1 if it made a notification."""
+        """One event: 1 if it made a notification (0 when handled before, or it makes none)."""
+        return await self.handle_batch([event])
+
+    async def handle_batch(self, events: Sequence[Event]) -> int:
+        """Claim ``events`` and make their notifications in one transaction; how many it made.
+
+        The users and their preferences are read first, from a snapshot, so that the write
+        transaction (SQLite's one writer) runs only the claim, the inserts and the events."""
+        drafts = {event.id: _draft(event) for event in events}
+        user_ids = {uuid.UUID(e.user_id) for e in events if e.user_id and drafts[e.id] is not None}
+        users: dict[uuid.UUID, User] = {}
+        settings: dict[uuid.UUID, NotificationSettings] = {}
+        if user_ids:
+            async with self.runtime.db.read() as session:
+                users = {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(user_ids)))).all()}
+                settings = {s.user_id: s for s in (await session.scalars(
+                    select(NotificationSettings).where(NotificationSettings.user_id.in_(user_ids)))).all()}
+                session.expunge_all()
+                await session.rollback()
         now = self.runtime.clock.now()
         async with self.runtime.db.transaction() as session:
             if self.lease is not None:
                 await self.lease.assert_held(session)
-            if not await consume_once(session, c.CONSUMER_NAME, event.id, now=now):
-                return 0  # handled before (a redelivery, a rescan, another process)
-            draft = draft_for(event)
-            user = await session.get(User, uuid.UUID(event.user_id)) if draft is not None and event.user_id else None
-            if draft is None or user is None:
-                return 0
-            made = await notifications_of(self.runtime).create(session, user=user, draft=draft, now=now,
-                                                               source_event_id=event.id)
-            return 0 if made is None else 1
+            claimed = set((await session.scalars(_CLAIM, {"ids": [e.id for e in events]})).all())
+            wanted = []
+            for event in events:
+                draft = drafts[event.id]
+                user = users.get(uuid.UUID(event.user_id)) if event.user_id else None
+                if event.id not in claimed or draft is None or user is None:
+                    continue
+                preferences = preferences_of(settings.get(user.id), user.timezone)
+                wanted.append(Wanted(user, draft, preferences, source_event_id=event.id))
+            made = await notifications_of(self.runtime).create_many(session, wanted, now=now)
+            return len(made)
 
-    async def _position(self):  # type: ignore[no-untyped-def]
-        """The cursor; on first start the newest outbox event (history is not notified)."""
-        async with self.runtime.db.read() as session:
-            position = await session.scalar(select(NotificationCursor.position)
-                                            .where(NotificationCursor.consumer == c.CONSUMER_NAME))
-            if position is None:
-                position = await session.scalar(select(OutboxEvent.created_at)
-                                                .order_by(OutboxEvent.created_at.desc()).limit(1))
-            await session.rollback()
-        return position
 
-    async def _advance(self, newest):  # type: ignore[no-untyped-def]
-        async with self.runtime.db.transaction() as session:
-            row = await session.get(NotificationCursor, c.CONSUMER_NAME)
-            if row is None:
-                session.add(NotificationCursor(consumer=c.CONSUMER_NAME, position=newest))
-            elif newest > row.position:
-                row.position = newest
+def _draft(event: Event) -> Draft | None:
+    """The event's notification; None (the event is then dropped) for a payload it cannot read."""
+    try:
+        return draft_for(event)
+    except Exception:
+        logger.exception("outbox event %s (%s) has a payload no notification can be made of", event.id, event.type)
+        return None
 
 
 def notifier_of(runtime: Runtime) -> OutboxNotifier:

@@ -4,8 +4,8 @@
 while quiet hours hold a notification back from the push channels, and ``digest_id`` once it
 was merged into a digest. ``notification_delivery`` is the delivery log: one row per
 notification and push channel, pointing at the job that delivers it. ``notification_settings``
-holds a user's channel choices and quiet hours; ``notification_cursor`` how far the outbox
-consumer has read.
+holds a user's channel choices and quiet hours. (The outbox consumer's queue is the
+``notify`` flag of ``outbox_event``: core/outbox_models.py.)
 """
 
 from __future__ import annotations
@@ -65,11 +65,3 @@ class NotificationSettings(Base):
     quiet_end: Mapped[str | None] = mapped_column(String(5))
     updated_at: Mapped[datetime]
 
-
-class NotificationCursor(Base):
-    """How far an outbox consumer has scanned (``created_at`` of the newest event seen)."""
-
-    __tablename__ = "notification_cursor"
-
-    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
-    position: Mapped[datetime]

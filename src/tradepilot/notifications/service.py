@@ -9,14 +9,17 @@ all in the caller's transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradepilot.core.db import new_id
 from tradepilot.core.events import Topics
-from tradepilot.core.outbox import emit
+from tradepilot.core.outbox import Pending, emit, emit_many
 from tradepilot.core.pagination import time_keyset_page
 from tradepilot.identity.models import User
 from tradepilot.notifications import constants as c
@@ -41,6 +44,16 @@ def recipient_of(user: User) -> Recipient:
     return Recipient(user_id=user.id, email=user.email, name=user.display_name, timezone=user.timezone or "UTC")
 
 
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A notification to make: for whom, what, with which preferences, from which outbox event."""
+
+    user: User
+    draft: Draft
+    preferences: Preferences
+    source_event_id: str | None = None
+
+
 class NotificationService:
     """``runtime.services["notifications"]``. ``channels``: the push channels by name."""
 
@@ -56,21 +69,41 @@ class NotificationService:
                      ) -> Notification | None:
         """Make and push (or hold) a notification; None when the user turned its category off."""
         prefs = preferences or await load_preferences(session, user.id, user.timezone)
-        channels = prefs.channels_for(draft.category)
-        if not channels:
-            return None
-        window = prefs.window()
-        held = (window is not None and draft.category in c.CONFIGURABLE and draft.category not in c.NEVER_HELD
-                and window.holds(now))
-        row = Notification(user_id=user.id, category=draft.category, title=draft.title[:200],
-                           body=draft.body[:4000], data=dict(draft.data), source_event_id=source_event_id,
-                           created_at=now, read_at=None, held_until=window.ends_after(now) if held and window else None,
-                           digest_id=None)
-        session.add(row)
+        made = await self.create_many(session, [Wanted(user, draft, prefs, source_event_id)], now=now)
+        return made[0] if made else None
+
+    async def create_many(self, session: AsyncSession, wanted: Sequence[Wanted], *,
+                          now: datetime) -> list[Notification]:
+        """:meth:`create` for several at once (the outbox consumer's batch): one flush for the
+        rows, one ``emit_many`` for their WebSocket events, a job per push channel as usual."""
+        rows: list[Notification] = []
+        made: list[tuple[Notification, User, tuple[str, ...]]] = []  # the ones pushed now
+        for item in wanted:
+            channels = item.preferences.channels_for(item.draft.category)
+            if not channels:
+                continue
+            window = item.preferences.window()
+            held = (window is not None and item.draft.category in c.CONFIGURABLE
+                    and item.draft.category not in c.NEVER_HELD and window.holds(now))
+            draft = item.draft
+            row = Notification(id=new_id(), user_id=item.user.id, category=draft.category,
+                               title=draft.title[:200], body=draft.body[:4000], data=dict(draft.data),
+                               source_event_id=item.source_event_id, created_at=now, read_at=None,
+                               held_until=window.ends_after(now) if held and window else None, digest_id=None)
+            session.add(row)
+            rows.append(row)
+            if not held:
+                made.append((row, item.user, channels))
+        if not rows:
+            return rows
         await session.flush()
-        if not held:
-            await self.push(session, row, user, channels, now=now)
-        return row
+        events = [Pending(topic=Topics.user(user.id, c.TOPIC_KIND), type=c.NOTIFICATION_CREATED, user_id=user.id,
+                          payload={"notification": notification_payload(row)})
+                  for row, user, channels in made if c.IN_APP in channels]
+        await emit_many(session, events)
+        for row, user, channels in made:
+            await self._deliver(session, row, user, channels, now=now)
+        return rows
 
     async def push(self, session: AsyncSession, row: Notification, user: User, channels: tuple[str, ...], *,
                    now: datetime) -> None:
@@ -78,6 +111,11 @@ class NotificationService:
         if c.IN_APP in channels:
             await emit(session, topic=Topics.user(user.id, c.TOPIC_KIND), type=c.NOTIFICATION_CREATED,
                        user_id=user.id, payload={"notification": notification_payload(row)})
+        await self._deliver(session, row, user, channels, now=now)
+
+    async def _deliver(self, session: AsyncSession, row: Notification, user: User, channels: tuple[str, ...], *,
+                       now: datetime) -> None:
+        """One delivery job per push channel (not ``in_app``) that has a destination."""
         recipient = recipient_of(user)
         for name in channels:
             channel = self.channels.get(name)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tradepilot.core.events import Event
+from tradepilot.core.outbox import notify_when
 from tradepilot.notifications import constants as c
 
 FILL_CREATED = "fill.created"
@@ -42,21 +43,31 @@ def is_candidate(event_type: str) -> bool:
 
 def draft_for(event: Event) -> Draft | None:
     """The notification an event asks for, or None."""
-    payload = event.payload or {}
-    if event.type == FILL_CREATED:
+    return draft_of(event.type, event.payload or {})
+
+
+def draft_of(event_type: str, payload: dict[str, Any]) -> Draft | None:
+    """The notification an event of ``event_type`` with ``payload`` asks for, or None."""
+    if event_type == FILL_CREATED:
         return _fill(payload.get("fill") or {})
-    if event.type == ORDER_UPDATED:
+    if event_type == ORDER_UPDATED:
         return _order(payload.get("order") or {})
-    if event.type == ALERT_TRIGGERED:
+    if event_type == ALERT_TRIGGERED:
         return _alert(payload)
-    if event.type in RUN_TYPES:
-        return _run(event.type, payload.get("run") or {})
+    if event_type in RUN_TYPES:
+        return _run(event_type, payload.get("run") or {})
     for prefix, category in PREFIXES.items():
-        if event.type.startswith(prefix):
-            title = str(payload.get("title") or event.type)
+        if event_type.startswith(prefix):
+            title = str(payload.get("title") or event_type)
             return Draft(category, title[:200], str(payload.get("body") or title)[:4000],
-                         {"event_type": event.type})
+                         {"event_type": event_type})
     return None
+
+
+@notify_when
+def makes_notification(event_type: str, payload: dict[str, Any]) -> bool:
+    """The outbox's rule: queue an event for the notifier only if it makes a notification."""
+    return is_candidate(event_type) and draft_of(event_type, payload) is not None
 
 
 def _fill(fill: dict[str, Any]) -> Draft | None:
