@@ -163,6 +163,31 @@ def _measure(port: int, plan: Path, args: argparse.Namespace, env: dict[str, str
     return result
 
 
+def _drain_notifications(database_url: str, timeout: float = 120.0) -> tuple[int, float]:
+    """(events still queued for the notifier when the load stopped, seconds until none are)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    async def poll() -> tuple[int, float]:
+        engine = create_async_engine(database_url, poolclass=NullPool)
+        query = text("SELECT count(*) FROM outbox_event WHERE notify = true")
+        try:
+            started, first = time.monotonic(), None
+            while time.monotonic() - started < timeout:
+                async with engine.connect() as conn:
+                    queued = int((await conn.execute(query)).scalar_one())
+                first = queued if first is None else first
+                if queued == 0:
+                    break
+                await asyncio.sleep(0.2)
+            return first or 0, time.monotonic() - started
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(poll())
+
+
 def _durability(database_url: str) -> str:
     if database_url.startswith("sqlite"):
         return "SQLite WAL, synchronous=FULL, BEGIN IMMEDIATE (the platform's settings)"
@@ -193,8 +218,12 @@ def _run_database(database_url: str, args: argparse.Namespace, workdir: Path) ->
             names = list(plans)[round_ % 2:] + list(plans)[:round_ % 2]  # alternate which runs first
             for name in names:
                 run = _measure(port, plans[name], args, env, workdir, pid)
+                if name == "order":  # the work orders leave behind must keep up, not pile up
+                    run["backlog"], run["drain_s"] = _drain_notifications(database_url)
                 results[name].append(run)
                 extra = f"  ({run['errors']} not 2xx: {run['counts']})" if run["errors"] else ""
+                if "backlog" in run:
+                    extra += f"  notifications queued at the end: {run['backlog']}, made {run['drain_s']:.1f} s later"
                 print(f"  round {round_ + 1}/{args.rounds}  {name:<12} {run['rps']:>8.0f}/s  p50 {run['p50_ms']:.1f} ms"
                       f"  p99 {run['p99_ms']:.1f} ms{extra}", flush=True)
     return results
