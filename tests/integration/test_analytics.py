@@ -19,9 +19,10 @@ from tradepilot.config import Settings
 from tradepilot.core.clock import TestClock
 from tradepilot.market import payloads
 from tradepilot.market.types import Bar
-from tradepilot.portfolio.equity import recorder_of
+from tradepilot.portfolio.equity import EquityRecorder, recorder_of
 from tradepilot.portfolio.equity_models import EquityDay, EquityIntraday
 from tradepilot.portfolio.manager import manager_of
+from tradepilot.trading.models import TradingAccount as TradingAccountModel
 
 DAY = 24 * 3600
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -235,3 +236,51 @@ async def test_a_fill_records_the_accounts_equity(client: httpx.AsyncClient, run
 
     await wait_for(recorded, "the equity row written after the fill", timeout=15)
     assert account == placed.json()["account_id"]
+
+
+async def test_recording_what_is_new_equals_recording_everything(  # type: ignore[no-untyped-def]
+        client: httpx.AsyncClient, runtime, clock: TestClock) -> None:
+    """After-fill recordings read only the ledger and fills that are new since the last read;
+    over days, a final row, deposits and fees, every figure equals a recorder reading it all."""
+    market = Market(runtime)
+    _, tokens = await new_user(client)
+    key = (await client.post("/api/users/me/api-keys", json={"name": "bot", "scopes": ["read", "trade"]},
+                             headers=bearer(tokens))).json()["key"]
+    auth = {"X-API-Key": key}
+    account = uuid.UUID((await client.get("/api/trading/accounts", headers=auth)).json()["items"][0]["id"])
+    recorder = recorder_of(runtime)
+    await market.book(bids=[("100", "50")], asks=[("101", "50")])
+    for step in range(12):
+        if step in (4, 9):  # a new UTC day: yesterday's row becomes final, the read restarts from it
+            clock.advance(DAY)
+            await daily_close(runtime, (clock.now() - timedelta(days=1)).date(), str(100 + step))
+            await market.book(bids=[(str(100 + step), "50")], asks=[(str(101 + step), "50")])
+        if step == 6:
+            deposit = await client.post(f"/api/trading/accounts/{account}/deposits", headers=auth,
+                                        json={"asset": "USDT", "amount": "2500"})
+            assert deposit.status_code == 201, deposit.text
+        placed = await client.post("/api/trading/orders", headers=auth, json={
+            "symbol": "BTC/USDT", "side": "buy" if step % 3 else "sell" if step else "buy", "type": "market",
+            "quantity": "0.5" if step % 3 else "0.2"})
+        assert placed.status_code == 201, placed.text
+        await recorder.record(account)  # incremental: what is new since the last recording
+        clock.advance(60)
+
+    async def rows() -> list[tuple]:  # type: ignore[type-arg]
+        async with runtime.db.session() as session:
+            found = (await session.scalars(select(EquityDay).where(EquityDay.account_id == account)
+                                           .order_by(EquityDay.day))).all()
+        return [(r.day, r.final, r.equity, r.cash, r.positions_value, r.net_flows, r.fees, r.realised_pnl,
+                 r.trades, r.holdings, r.ledger_seq) for r in found]
+
+    incremental = await rows()
+    assert len(incremental) == 3 and [r[1] for r in incremental] == [True, True, False]
+    assert sum(r[8] for r in incremental) == 12 and incremental[2][5] == 0  # 12 fills; the deposit was day 1's
+    async with runtime.db.session() as session:
+        opened = await session.get(TradingAccountModel, account)
+    assert opened is not None
+    today_incremental = await recorder.unfinished_days(opened)
+    everything = EquityRecorder(runtime)  # a process that has read nothing yet
+    assert await everything.record(account) == 1
+    assert await rows() == incremental
+    assert await everything.unfinished_days(opened) == today_incremental

@@ -25,11 +25,13 @@ the web replicas replay today at live prices anyway).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,7 @@ from tradepilot.portfolio.equity_replay import DailyCloses, DayFigures, FillMove
 from tradepilot.trading.execution import FILLS_KIND
 from tradepilot.trading.models import (
     AccountStatus,
+    Bucket,
     LedgerPosting,
     LedgerTransaction,
     TradingAccount,
@@ -63,6 +66,10 @@ RECORD_SCHEDULE = schedule(RECORD_JOB, "*/5 * * * *", RECORD_JOB)
 INTRADAY_RETENTION = timedelta(days=3)
 FILL_DEBOUNCE_SECONDS = 5.0  # an account trading all day is re-recorded at most every 5 s
 PRICE_LOOKBACK = timedelta(days=7)  # closes before the first replayed day, to carry forward
+# A fill's time is read before its account's lock is taken, so one may commit after a later-
+# stamped one: incremental reads look this far back (and skip the fills they already have).
+FILL_SKEW = timedelta(minutes=1)
+LOADED_ACCOUNTS = 2000  # accounts whose ledger reads a process keeps (least recently used dropped)
 
 
 def utc_day(moment: datetime) -> date:
@@ -82,6 +89,59 @@ class _Start:
     first_day: date
     seed_prices: dict[str, Decimal]  # asset -> unit price the last final row was valued at
     seed_day: date | None
+
+
+@dataclass(slots=True)
+class _Loaded:
+    """What this process has read of one account since its last final row, so that the next
+    recording reads only what is new. Ledger transactions are numbered in commit order under
+    the account's lock (``seq``), so "after the last seq read" is exact; fills are read again
+    over ``FILL_SKEW`` and deduplicated by id. Held-bucket postings are kept summed per day,
+    asset and bucket (exact additions: the replay adds them anyway), so memory and replay
+    time grow with the assets and days, not with the number of orders."""
+
+    start: _Start
+    last_seq: int
+    held: dict[tuple[date, str, str], LedgerMove] = field(default_factory=dict)
+    flows: list[LedgerMove] = field(default_factory=list)  # external and fee postings, one by one
+    fills: list[_FillRow] = field(default_factory=list)  # oldest first
+    recent_fills: dict[uuid.UUID, datetime] = field(default_factory=dict)  # ids within FILL_SKEW of the newest
+    fills_to: datetime | None = None
+
+    def add_moves(self, rows: Iterable[Any]) -> None:
+        floor = self.last_seq  # rows another reader added meanwhile are skipped (no await in here)
+        for seq, at, asset, bucket, amount in rows:
+            if seq <= floor:
+                continue
+            self.last_seq = max(self.last_seq, seq)
+            day = utc_day(at)
+            if bucket in Bucket.HELD:
+                key = (day, asset, bucket)
+                had = self.held.get(key)
+                self.held[key] = LedgerMove(seq=seq, day=day, asset=asset, bucket=bucket, amount=amount) \
+                    if had is None else LedgerMove(seq=max(seq, had.seq), day=day, asset=asset, bucket=bucket,
+                                                   amount=EXACT.add(had.amount, amount))
+            else:
+                self.flows.append(LedgerMove(seq=seq, day=day, asset=asset, bucket=bucket, amount=amount))
+
+    def add_fills(self, rows: Iterable[Any]) -> None:
+        for fill_id, at, symbol, price, pnl in rows:
+            if fill_id in self.recent_fills:
+                continue
+            self.recent_fills[fill_id] = at
+            row = _FillRow(utc_day(at), symbol, price, pnl, at)
+            if self.fills and at < self.fills[-1].at:
+                bisect.insort(self.fills, row, key=lambda f: f.at)
+            else:
+                self.fills.append(row)
+            if self.fills_to is None or at > self.fills_to:
+                self.fills_to = at
+        if self.fills_to is not None:
+            horizon = self.fills_to - FILL_SKEW
+            self.recent_fills = {i: at for i, at in self.recent_fills.items() if at >= horizon}
+
+    def moves(self) -> list[LedgerMove]:
+        return [*self.held.values(), *self.flows]
 
 
 class PriceSource:
@@ -144,6 +204,7 @@ class EquityRecorder:
         self._pending: dict[uuid.UUID, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscription: Any = None
+        self._loaded: OrderedDict[uuid.UUID, _Loaded] = OrderedDict()
 
     # -- reading (no writes) ---------------------------------------------------------------
 
@@ -156,14 +217,18 @@ class EquityRecorder:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def record(self, account_id: uuid.UUID, now: datetime | None = None) -> int:
-        """Bring one account's history up to now; returns the number of day rows written."""
+    async def record(self, account_id: uuid.UUID, now: datetime | None = None, *, fresh: bool = False) -> int:
+        """Bring one account's history up to now; returns the number of day rows written.
+
+        ``fresh``: read the account's ledger since its last final row again in full instead of
+        only what is new since this process last read it (the 5-minute job does: whatever an
+        incremental read could miss is corrected within 5 minutes)."""
         now = now or self.runtime.clock.now()
         async with self.runtime.db.session() as session:
             account = await session.get(TradingAccount, account_id)
             if account is None:
                 return 0
-            start, moves, fills = await self._load(session, account)
+            start, moves, fills = await self._load(session, account, fresh=fresh)
         figures = await self._replay(account, start, moves, fills, now)
         if not figures:
             return 0
@@ -200,7 +265,7 @@ class EquityRecorder:
                 skipped += 1
                 continue
             try:
-                await self.record(account_id, now)
+                await self.record(account_id, now, fresh=True)
                 recorded += 1
             except Exception:  # one broken account must not starve the others
                 logger.exception("equity recording failed for account %s", account_id)
@@ -256,34 +321,44 @@ class EquityRecorder:
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _load(self, session: AsyncSession, account: TradingAccount
+    async def _load(self, session: AsyncSession, account: TradingAccount, *, fresh: bool = False
                     ) -> tuple[_Start, list[LedgerMove], list[_FillRow]]:
+        start = await self._start(session, account)
+        loaded = self._loaded.get(account.id)
+        if fresh or loaded is None or loaded.start != start:  # a new final row: read from it
+            loaded = _Loaded(start=start, last_seq=start.ledger_seq)
+        self._loaded[account.id] = loaded
+        self._loaded.move_to_end(account.id)
+        while len(self._loaded) > LOADED_ACCOUNTS:
+            self._loaded.popitem(last=False)
+        loaded.add_moves((await session.execute(
+            select(LedgerTransaction.seq, LedgerTransaction.created_at, LedgerPosting.asset,
+                   LedgerPosting.bucket, LedgerPosting.amount)
+            .join(LedgerPosting, LedgerPosting.transaction_id == LedgerTransaction.id)
+            .where(LedgerTransaction.account_id == account.id, LedgerTransaction.seq > loaded.last_seq)
+            .order_by(LedgerTransaction.seq))).all())
+        since = day_start(start.first_day)
+        if loaded.fills_to is not None:
+            since = max(since, loaded.fills_to - FILL_SKEW)
+        loaded.add_fills((await session.execute(
+            select(Fill.id, Fill.created_at, Fill.symbol, Fill.price, Fill.realised_pnl)
+            .where(Fill.account_id == account.id, Fill.created_at >= since)
+            .order_by(Fill.created_at))).all())
+        return start, loaded.moves(), list(loaded.fills)
+
+    @staticmethod
+    async def _start(session: AsyncSession, account: TradingAccount) -> _Start:
+        """Where the replay begins: the last final row, or the account's opening."""
         last = (await session.scalars(
             select(EquityDay).where(EquityDay.account_id == account.id, EquityDay.final)
             .order_by(EquityDay.day.desc()).limit(1))).first()
         if last is None:
-            start = _Start(holdings={}, ledger_seq=0, first_day=utc_day(account.created_at),
-                           seed_prices={}, seed_day=None)
-        else:
-            holdings = {a: Decimal(q) for a, q in (last.holdings or {}).items()}
-            seeds = {a: EXACT.divide(Decimal(v), holdings[a]) for a, v in (last.values or {}).items()
-                     if holdings.get(a)}
-            start = _Start(holdings=holdings, ledger_seq=last.ledger_seq, first_day=last.day + timedelta(days=1),
-                           seed_prices=seeds, seed_day=last.day)
-        rows = (await session.execute(
-            select(LedgerTransaction.seq, LedgerTransaction.created_at, LedgerPosting.asset,
-                   LedgerPosting.bucket, LedgerPosting.amount)
-            .join(LedgerPosting, LedgerPosting.transaction_id == LedgerTransaction.id)
-            .where(LedgerTransaction.account_id == account.id, LedgerTransaction.seq > start.ledger_seq)
-            .order_by(LedgerTransaction.seq))).all()
-        moves = [LedgerMove(seq=seq, day=utc_day(at), asset=asset, bucket=bucket, amount=amount)
-                 for seq, at, asset, bucket, amount in rows]
-        fill_rows = (await session.execute(
-            select(Fill.created_at, Fill.symbol, Fill.price, Fill.realised_pnl)
-            .where(Fill.account_id == account.id, Fill.created_at >= day_start(start.first_day))
-            .order_by(Fill.created_at))).all()
-        fills = [_FillRow(utc_day(at), symbol, price, pnl) for at, symbol, price, pnl in fill_rows]
-        return start, moves, fills
+            return _Start(holdings={}, ledger_seq=0, first_day=utc_day(account.created_at),
+                          seed_prices={}, seed_day=None)
+        holdings = {a: Decimal(q) for a, q in (last.holdings or {}).items()}
+        seeds = {a: EXACT.divide(Decimal(v), holdings[a]) for a, v in (last.values or {}).items() if holdings.get(a)}
+        return _Start(holdings=holdings, ledger_seq=last.ledger_seq, first_day=last.day + timedelta(days=1),
+                      seed_prices=seeds, seed_day=last.day)
 
     async def _replay(self, account: TradingAccount, start: _Start, moves: list[LedgerMove],
                       fills: Sequence[_FillRow], now: datetime) -> list[DayFigures]:
@@ -365,6 +440,7 @@ class _FillRow:
     symbol: str
     price: Decimal
     pnl: Decimal | None
+    at: datetime
 
 
 def _insert(session: AsyncSession) -> Any:
