@@ -102,31 +102,36 @@ class OutboxNotifier:
             async with self.runtime.db.read() as session:
                 batch = [row_to_event(row) for row in (await session.scalars(_QUEUED)).all()]
                 await session.rollback()
-            if batch:
-                made += await self._handle_isolating_failures(batch)
-            if len(batch) < BATCH_SIZE:
+            if not batch:
+                return made
+            handled, failed = await self._handle_isolating_failures(batch)
+            made += handled
+            if failed or len(batch) < BATCH_SIZE:  # what failed stays queued, for the next pass
                 return made
 
-    async def _handle_isolating_failures(self, batch: Sequence[Event]) -> int:
-        """The batch in one transaction; if that fails, event by event, so that one event that
-        cannot be handled (it stays queued, retried next pass) does not hold up the others."""
+    async def _handle_isolating_failures(self, batch: Sequence[Event]) -> tuple[int, bool]:
+        """(notifications made, whether an event failed). The batch in one transaction; if that
+        fails, event by event, so that one event that cannot be handled (it stays queued,
+        retried next pass) does not hold up the others."""
         try:
-            return await self.handle_batch(batch)
+            return await self.handle_batch(batch), False
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Exception:
             if len(batch) == 1:
-                raise
+                logger.exception("notification for outbox event %s failed; retried next pass", batch[0].id)
+                return 0, True
             logger.warning("notification batch failed; handling its %d events one by one", len(batch), exc_info=True)
-        made = 0
+        made, failed = 0, False
         for event in batch:
             try:
                 made += await self.handle_batch([event])
             except (LeaseLost, asyncio.CancelledError):
                 raise
             except Exception:
+                failed = True
                 logger.exception("notification for outbox event %s failed; retried next pass", event.id)
-        return made
+        return made, failed
 
     async def handle(self, event: Event) -> int:
         """One event: 1 if it made a notification (0 when handled before, or it makes none)."""

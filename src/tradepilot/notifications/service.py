@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradepilot.core.db import new_id
 from tradepilot.core.events import Topics
-from tradepilot.core.outbox import Pending, emit, emit_many
+from tradepilot.core.outbox import Pending, emit_many
 from tradepilot.core.pagination import time_keyset_page
 from tradepilot.identity.models import User
 from tradepilot.notifications import constants as c
@@ -42,6 +42,12 @@ def notification_payload(row: Notification) -> dict[str, object]:
 
 def recipient_of(user: User) -> Recipient:
     return Recipient(user_id=user.id, email=user.email, name=user.display_name, timezone=user.timezone or "UTC")
+
+
+def _created_event(row: Notification, user: User) -> Pending:
+    """The ``notification.created`` event that shows ``row`` on the user's WebSocket."""
+    return Pending(topic=Topics.user(user.id, c.TOPIC_KIND), type=c.NOTIFICATION_CREATED, user_id=user.id,
+                   payload={"notification": notification_payload(row)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +85,13 @@ class NotificationService:
         rows: list[Notification] = []
         made: list[tuple[Notification, User, tuple[str, ...]]] = []  # the ones pushed now
         for item in wanted:
-            channels = item.preferences.channels_for(item.draft.category)
+            draft = item.draft
+            channels = item.preferences.channels_for(draft.category)
             if not channels:
                 continue
             window = item.preferences.window()
-            held = (window is not None and item.draft.category in c.CONFIGURABLE
-                    and item.draft.category not in c.NEVER_HELD and window.holds(now))
-            draft = item.draft
+            held = (window is not None and draft.category in c.CONFIGURABLE and draft.category not in c.NEVER_HELD
+                    and window.holds(now))
             row = Notification(id=new_id(), user_id=item.user.id, category=draft.category,
                                title=draft.title[:200], body=draft.body[:4000], data=dict(draft.data),
                                source_event_id=item.source_event_id, created_at=now, read_at=None,
@@ -97,10 +103,7 @@ class NotificationService:
         if not rows:
             return rows
         await session.flush()
-        events = [Pending(topic=Topics.user(user.id, c.TOPIC_KIND), type=c.NOTIFICATION_CREATED, user_id=user.id,
-                          payload={"notification": notification_payload(row)})
-                  for row, user, channels in made if c.IN_APP in channels]
-        await emit_many(session, events)
+        await emit_many(session, [_created_event(row, user) for row, user, channels in made if c.IN_APP in channels])
         for row, user, channels in made:
             await self._deliver(session, row, user, channels, now=now)
         return rows
@@ -109,8 +112,7 @@ class NotificationService:
                    now: datetime) -> None:
         """The WebSocket event (``in_app``) and one delivery job per other channel, in this transaction."""
         if c.IN_APP in channels:
-            await emit(session, topic=Topics.user(user.id, c.TOPIC_KIND), type=c.NOTIFICATION_CREATED,
-                       user_id=user.id, payload={"notification": notification_payload(row)})
+            await emit_many(session, [_created_event(row, user)])
         await self._deliver(session, row, user, channels, now=now)
 
     async def _deliver(self, session: AsyncSession, row: Notification, user: User, channels: tuple[str, ...], *,
