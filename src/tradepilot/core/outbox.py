@@ -126,17 +126,6 @@ def _created_at(now: datetime | None) -> datetime:
     return moment
 
 
-async def next_seq(session: AsyncSession, user_id: uuid.UUID) -> int:
-    """The user's next sequence number, in the caller's transaction.
-
-    One upsert statement (``INSERT .. ON CONFLICT DO UPDATE SET last_seq = last_seq + 1
-    RETURNING``): it row-locks the counter on PostgreSQL until the caller commits, so two
-    transactions never obtain the same number, and a first event for a new user never fails
-    on a duplicate key. On SQLite transactions are serialised by ``BEGIN IMMEDIATE``.
-    """
-    return await _bump_seq(session, user_id, 1)
-
-
 async def emit(
     session: AsyncSession,
     *,
@@ -151,19 +140,9 @@ async def emit(
     ``payload`` is converted with :func:`jsonable`. A user's events get consecutive ``seq``
     numbers (1, 2, 3...). The relay is woken automatically when the transaction commits.
     """
-    body = jsonable(payload)
-    if not isinstance(body, dict):
-        raise TypeError("event payload must be a dict")
-    uid = uuid.UUID(str(user_id)) if user_id is not None else None
-    seq = await next_seq(session, uid) if uid is not None else None
-    created_at = _created_at(now)
-    event_id = uuid.uuid4().hex
-    await session.execute(_INSERT_EVENT, {
-        "id": event_id, "topic": topic, "type": type, "user_id": uid, "seq": seq, "payload": body,
-        "created_at": created_at, "published_at": None, "notify": _notify(type, body, uid)})
-    session.info[_EMITTED] = session.get_bind().engine  # the relay to wake is this engine's
-    return Event(topic=topic, type=type, payload=body, user_id=str(uid) if uid else None, seq=seq,
-                 id=event_id, occurred_at=created_at.isoformat())
+    (event,) = await emit_many(session, [Pending(topic=topic, type=type, payload=payload, user_id=user_id,
+                                                 now=now)])
+    return event
 
 
 @dataclass(slots=True)
@@ -178,7 +157,12 @@ class Pending:
 
 
 async def _bump_seq(session: AsyncSession, user_id: uuid.UUID, n: int) -> int:
-    """Reserve ``n`` consecutive numbers of the user's sequence in ONE statement; returns the last."""
+    """Reserve ``n`` consecutive numbers of the user's sequence in ONE statement; returns the last.
+
+    An upsert (``INSERT .. ON CONFLICT DO UPDATE SET last_seq = last_seq + n RETURNING``): it
+    row-locks the counter on PostgreSQL until the caller commits, so two transactions never
+    obtain the same number, and a first event for a new user never fails on a duplicate key.
+    On SQLite transactions are serialised by ``BEGIN IMMEDIATE``."""
     return (await session.execute(_seq_bump(session), {"seq_user": user_id, "seq_n": n})).scalar_one()
 
 
@@ -206,7 +190,7 @@ def _seq_bump(session: AsyncSession) -> Any:
 async def emit_many(session: AsyncSession, pending: Sequence[Pending]) -> list[Event]:
     """:func:`emit` for several events, in their order, in as few statements as possible.
 
-    One sequence bump per user (``last_seq + n``, the same row lock as :func:`next_seq`) and
+    One sequence bump per user (``last_seq + n``, see :func:`_bump_seq`) and
     ONE multi-row insert: a user's events get consecutive ``seq`` numbers in list order,
     exactly as that many :func:`emit` calls would give them.
     """
@@ -299,5 +283,5 @@ def _forget_after_rollback(session: Session) -> None:
 
 from tradepilot.core.outbox_relay import OutboxRelay  # noqa: E402  (it builds on the above)
 
-__all__ = ["OutboxRelay", "Pending", "consume_once", "emit", "emit_many", "jsonable", "next_seq", "register_waker",
+__all__ = ["OutboxRelay", "Pending", "consume_once", "emit", "emit_many", "jsonable", "register_waker",
            "row_to_event"]

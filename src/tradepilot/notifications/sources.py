@@ -23,7 +23,6 @@ ALERT_TRIGGERED = "alert.triggered"
 PREFIXES = {"strategy.": c.STRATEGIES, "security.": c.SECURITY, "report.": c.REPORTS}
 RUN_STARTED, RUN_STOPPED, RUN_FAILED = "strategy_run.started", "strategy_run.stopped", "strategy_run.failed"
 RUN_TYPES = (RUN_STARTED, RUN_STOPPED, RUN_FAILED)
-EXACT_TYPES = (FILL_CREATED, ORDER_UPDATED, ALERT_TRIGGERED, *RUN_TYPES)
 NOTIFIED_ORDER_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 
 
@@ -35,10 +34,6 @@ class Draft:
     title: str
     body: str
     data: dict[str, Any] = field(default_factory=dict)
-
-
-def is_candidate(event_type: str) -> bool:
-    return event_type in EXACT_TYPES or any(event_type.startswith(p) for p in PREFIXES)
 
 
 def draft_for(event: Event) -> Draft | None:
@@ -67,7 +62,7 @@ def draft_of(event_type: str, payload: dict[str, Any]) -> Draft | None:
 @notify_when
 def makes_notification(event_type: str, payload: dict[str, Any]) -> bool:
     """The outbox's rule: queue an event for the notifier only if it makes a notification."""
-    return is_candidate(event_type) and draft_of(event_type, payload) is not None
+    return draft_of(event_type, payload) is not None
 
 
 def _fill(fill: dict[str, Any]) -> Draft | None:

@@ -106,7 +106,6 @@ class _Loaded:
     flows: list[LedgerMove] = field(default_factory=list)  # external and fee postings, one by one
     fills: list[_FillRow] = field(default_factory=list)  # oldest first
     recent_fills: dict[uuid.UUID, datetime] = field(default_factory=dict)  # ids within FILL_SKEW of the newest
-    fills_to: datetime | None = None
 
     def add_moves(self, rows: Iterable[Any]) -> None:
         floor = self.last_seq  # rows another reader added meanwhile are skipped (no await in here)
@@ -116,11 +115,10 @@ class _Loaded:
             self.last_seq = max(self.last_seq, seq)
             day = utc_day(at)
             if bucket in Bucket.HELD:
-                key = (day, asset, bucket)
-                had = self.held.get(key)
-                self.held[key] = LedgerMove(seq=seq, day=day, asset=asset, bucket=bucket, amount=amount) \
-                    if had is None else LedgerMove(seq=max(seq, had.seq), day=day, asset=asset, bucket=bucket,
-                                                   amount=EXACT.add(had.amount, amount))
+                had = self.held.get((day, asset, bucket))  # rows come in seq order: this seq is the newest
+                total = amount if had is None else EXACT.add(had.amount, amount)
+                self.held[(day, asset, bucket)] = LedgerMove(seq=seq, day=day, asset=asset, bucket=bucket,
+                                                             amount=total)
             else:
                 self.flows.append(LedgerMove(seq=seq, day=day, asset=asset, bucket=bucket, amount=amount))
 
@@ -134,11 +132,14 @@ class _Loaded:
                 bisect.insort(self.fills, row, key=lambda f: f.at)
             else:
                 self.fills.append(row)
-            if self.fills_to is None or at > self.fills_to:
-                self.fills_to = at
-        if self.fills_to is not None:
-            horizon = self.fills_to - FILL_SKEW
+        if self.fills:
+            horizon = self.fills[-1].at - FILL_SKEW
             self.recent_fills = {i: at for i, at in self.recent_fills.items() if at >= horizon}
+
+    @property
+    def fills_to(self) -> datetime | None:
+        """The newest fill's time read so far."""
+        return self.fills[-1].at if self.fills else None
 
     def moves(self) -> list[LedgerMove]:
         return [*self.held.values(), *self.flows]
